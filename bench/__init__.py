@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` writes JSON results to bench/results/ (not timed tests)."""

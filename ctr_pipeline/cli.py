@@ -1,0 +1,192 @@
+"""``ctr-pipeline``: one command, a subcommand per stage, ``run`` for all of them.
+
+A user mistake (bad flag, bad config, bad input) prints one line ``ctr-pipeline: error: ...`` and
+exits with code 2; the configuration is fully validated before any Spark work starts.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import logging
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+from . import __version__
+from .config import Layer, build_config, describe, flag_layer, load_file_layer, parse_set_option, schema_markdown
+from .errors import UserError
+from .runs import STAGES, RunDir
+from .schema import SPLIT_NAMES, Config
+
+STAGE_HELP = {"sample": "read and validate the input, draw train/validation/test sets -> RUN/splits",
+              "features": "fit the feature transform on train, write sparse vectors -> RUN/features",
+              "train": "train distributed XGBoost on the train features -> RUN/model",
+              "evaluate": "score held-out splits, AUC and MXE -> RUN/evaluation",
+              "run": "all four stages in order (finished ones are skipped)"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2 (via UserError), no usage dump
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML config file (see configs/ and docs/config.md)")
+    p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                   help="override one config value, e.g. --set training.max_depth=8 (repeatable)")
+    p.add_argument("--input", metavar="PATH", help="input file, directory or glob (overrides input.path)")
+    p.add_argument("--master", metavar="URL", help="Spark master: local[N], spark://HOST:PORT or yarn")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ctr-pipeline", description="Gradient-boosted trees for CTR prediction on Spark.")
+    parser.add_argument("--version", action="version", version=f"ctr-pipeline {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and the final summary")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in (*STAGES, "run"):
+        p = sub.add_parser(name, help=STAGE_HELP[name], description=STAGE_HELP[name])
+        _add_config_flags(p)
+        p.add_argument("--out", metavar="RUN_DIR", required=True, help="the run directory (created if needed)")
+        p.add_argument("--force", action="store_true", help="redo stages even when already complete")
+        p.set_defaults(handler=cmd_stages, stages=STAGES if name == "run" else (name,))
+    p = sub.add_parser("demo-data", help="write seeded demo data in the Criteo DAC layout")
+    p.add_argument("--rows", type=int, default=100_000, help="number of rows (default 100000)")
+    p.add_argument("--out", required=True, metavar="PATH", help="output file; .gz compresses")
+    p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.set_defaults(handler=cmd_demo_data)
+    p = sub.add_parser("config", help="print the effective configuration with each value's source")
+    _add_config_flags(p)
+    p.add_argument("--out", metavar="RUN_DIR", help="include the config recorded in this run")
+    p.add_argument("--schema", action="store_true", help="print the documented schema (Markdown)")
+    p.set_defaults(handler=cmd_config)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- config
+
+def config_from_args(args: argparse.Namespace, run: Optional[RunDir]) -> Config:
+    """defaults < the run's recorded config < --config < --set < --input/--master.
+
+    A relative local input path (from any layer) is made absolute against the current directory.
+    """
+    layers = []
+    if run is not None:
+        recorded = run.manifest().get("config")
+        if recorded:
+            layers.append(Layer(str(run.manifest_path), recorded))
+    if args.config:
+        layers.append(load_file_layer(args.config))
+    layers += [parse_set_option(s) for s in args.set]
+    if args.input:
+        layers.append(flag_layer("--input", "input.path", args.input))
+    if args.master:
+        layers.append(flag_layer("--master", "spark.master", args.master))
+    cfg = build_config(layers)
+    path = cfg.input.path
+    if path and "://" not in path and not os.path.isabs(path):  # keep the run valid from any directory
+        cfg = dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, path=os.path.abspath(path)))
+    return cfg
+
+
+def _check_local_input(cfg: Config) -> None:
+    path = cfg.input.path
+    if not path:
+        raise UserError("no input: pass --input PATH or set input.path in the config file")
+    if "://" not in path and not glob.glob(path):
+        raise UserError(f"{cfg.source_of('input.path')}: input {path!r} does not exist")
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+def cmd_stages(args: argparse.Namespace) -> int:
+    from .pipeline import run_stages
+    from .spark import check_master
+
+    run = RunDir.at(args.out)
+    cfg = config_from_args(args, run)
+    check_master(cfg.spark.master, f"{cfg.source_of('spark.master')}: spark.master")
+    if "sample" in args.stages and (args.force or not run.is_complete("sample")):
+        _check_local_input(cfg)
+    session: dict[str, Any] = {}
+
+    def spark_factory():
+        if "spark" not in session:
+            from .spark import get_session
+
+            session["spark"] = get_session(cfg.spark)
+        return session["spark"]
+
+    try:
+        records = run_stages(args.stages, cfg, run, spark_factory, force=args.force)
+    finally:
+        if "spark" in session:
+            session["spark"].stop()
+    print_summary(run, records)
+    return 0
+
+
+def print_summary(run: RunDir, records: dict[str, dict]) -> None:
+    print(f"\nctr-pipeline: run {run.root}")
+    print(f"  {'stage':<10}{'seconds':>9}  rows")
+    for stage, rec in records.items():
+        counts = rec.get("rows", {})
+        ordered = [k for k in SPLIT_NAMES if k in counts] + [k for k in counts if k not in SPLIT_NAMES]
+        rows = ", ".join(f"{k} {counts[k]:,}" for k in ordered)
+        print(f"  {stage:<10}{rec.get('seconds', 0):>9.1f}  {rows}")
+    for rec in records.values():
+        for line in rec.get("summary", []):
+            print(f"  {line}")
+    print(f"  manifest: {run.manifest_path}")
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from .demo_data import generate
+
+    if args.rows < 1:
+        raise UserError(f"--rows must be at least 1, got {args.rows}")
+    log = logging.getLogger("ctr_pipeline.demo")
+    info = generate(args.rows, args.out, seed=args.seed,
+                    progress=lambda done, total: log.info("demo-data: %s / %s rows", f"{done:,}", f"{total:,}"))
+    print(f"ctr-pipeline: wrote {info['rows']:,} rows ({info['positive_rate']:.2%} positives) to {info['path']}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(schema_markdown())
+        return 0
+    run = RunDir.at(args.out) if args.out else None
+    print(describe(config_from_args(args, run)))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+def _setup_logging(quiet: bool) -> None:
+    logger = logging.getLogger("ctr_pipeline")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the console script and of ``spark-submit ctr_pipeline/spark_submit.py``."""
+    try:
+        args = build_parser().parse_args(argv)
+        _setup_logging(args.quiet)
+        return args.handler(args)
+    except UserError as exc:
+        print(f"ctr-pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ctr-pipeline: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Input readers: a pure parsing core (:mod:`.core`) and its Spark adapter (:mod:`.spark`)."""

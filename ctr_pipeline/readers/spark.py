@@ -1,0 +1,206 @@
+"""Spark adapter of the readers: list input files, parse them with the pure core, quarantine bad rows.
+
+Each file becomes ``(file_index, line, payload)`` records (line numbers from ``zipWithIndex``, so
+messages name file and line), parsed by :func:`ctr_pipeline.readers.core.parse_partition` into one
+DataFrame that holds good rows and quarantined rows side by side; :func:`read_input` splits them.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ..config import resolved_columns
+from ..errors import InputDataError
+from ..schema import Config
+from .core import (LINE_BITS, QUARANTINE_COLUMNS, RESERVED, CsvParser, DacParser, Layout, LibsvmParser,
+                   RecordParser, check_header, parse_partition)
+
+FIRST_BAD_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class InputFile:
+    uri: str
+    size: int
+
+    @property
+    def display(self) -> str:
+        return self.uri[len("file:"):] if self.uri.startswith("file:") else self.uri
+
+
+@dataclass
+class InputReport:
+    """Good rows (persisted; unpersist when done) and what was found on the way."""
+
+    good: DataFrame
+    files: list[InputFile]
+    rows_read: int
+    rows_bad: int
+    num_features: Optional[int] = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"files": [{"path": f.display, "bytes": f.size} for f in self.files],
+                "rows_read": self.rows_read, "rows_good": self.rows_read - self.rows_bad,
+                "rows_quarantined": self.rows_bad, "num_features": self.num_features}
+
+
+def layout_for(cfg: Config) -> Layout:
+    """The column layout a config asks for, with the criteo_dac defaults filled in."""
+    inp = cfg.input
+    numeric, categorical = resolved_columns(cfg)
+    delimiter = inp.delimiter or ("\t" if inp.format == "criteo_dac" else ",")
+    label = "label" if inp.format in ("criteo_dac", "libsvm") else inp.label
+    layout = Layout(inp.format, label, tuple(numeric), tuple(categorical), inp.time, inp.time_format,
+                    delimiter, tuple(inp.drop))
+    clash = [c for c in (*layout.numeric, *layout.categorical, *([inp.time] if inp.time else [])) if c in RESERVED]
+    if clash:
+        raise InputDataError(f"input columns {', '.join(clash)} use reserved names ({', '.join(RESERVED)}); "
+                             "rename them in the data or list them in input.drop")
+    return layout
+
+
+def list_input_files(spark: SparkSession, uri: str) -> list[InputFile]:
+    """Files matching ``uri`` (file, directory or glob; any Hadoop file system), sorted by path.
+
+    Names starting with ``_`` or ``.`` (``_SUCCESS``, ``.crc``) are skipped, as Spark does.
+    """
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    statuses = fs.globStatus(path) or []
+    files = []
+    for status in statuses:
+        if status.isDirectory():
+            it = fs.listFiles(status.getPath(), True)
+            while it.hasNext():
+                st = it.next()
+                files.append((st.getPath().toString(), st.getLen()))
+        else:
+            files.append((status.getPath().toString(), status.getLen()))
+    visible = [InputFile(p, n) for p, n in files if not p.rsplit("/", 1)[-1].startswith(("_", "."))]
+    if not visible:
+        raise InputDataError(f"{uri}: no input files found (check input.path or --input)")
+    return sorted(visible, key=lambda f: f.uri)
+
+
+def _first_line(spark: SparkSession, f: InputFile) -> str:
+    if f.uri.startswith("file:"):
+        opener = gzip.open if f.uri.endswith(".gz") else open
+        with opener(f.display, "rt", encoding="utf-8", errors="replace") as fh:
+            return fh.readline()
+    first = spark.sparkContext.textFile(f.uri).take(1)
+    return first[0] if first else ""
+
+
+def _text_records(spark: SparkSession, files: list[InputFile], skip_header: bool):
+    sc = spark.sparkContext
+    rdds = []
+    for i, f in enumerate(files):
+        rdd = sc.textFile(f.uri).zipWithIndex().map(lambda t, i=i: (i, t[1] + 1, t[0]))
+        if skip_header:
+            rdd = rdd.filter(lambda r: r[1] != 1)
+        rdds.append(rdd)
+    return sc.union(rdds)
+
+
+def _parquet_records(spark: SparkSession, files: list[InputFile], layout: Layout):
+    rdds = []
+    for i, f in enumerate(files):
+        df = spark.read.parquet(f.uri)
+        check_header(df.columns, layout, f.display)
+        used = [c for c in layout.declared() if c not in layout.drop]
+        rdds.append(df.select(*used).rdd.zipWithIndex().map(lambda t, i=i: (i, t[1] + 1, t[0].asDict())))
+    return spark.sparkContext.union(rdds)
+
+
+def parse_input(spark: SparkSession, layout: Layout, files: list[InputFile]) -> DataFrame:
+    """All records parsed: the layout's columns plus the quarantine columns (null on good rows)."""
+    if layout.format == "parquet":
+        records, parsers = _parquet_records(spark, files, layout), [RecordParser(layout)] * len(files)
+    elif layout.format == "csv":
+        parsers = []
+        for f in files:
+            header = _split_header(_first_line(spark, f), layout.delimiter)
+            check_header(header, layout, f.display)
+            parsers.append(CsvParser(layout, header))
+        records = _text_records(spark, files, skip_header=True)
+    else:
+        one = DacParser(layout) if layout.format == "criteo_dac" else LibsvmParser(layout)
+        records, parsers = _text_records(spark, files, skip_header=False), [one] * len(files)
+    columns = layout.columns() + QUARANTINE_COLUMNS
+    width = len(layout.columns()) - 1
+    names = [f.display for f in files]
+    ddl = ", ".join(f"`{name}` {tp}" for name, tp in columns)
+    parsed = records.mapPartitions(lambda recs: parse_partition(parsers, width, names, recs))
+    return spark.createDataFrame(parsed, schema=ddl, verifySchema=False)
+
+
+def _split_header(line: str, delimiter: str) -> list[str]:
+    return [h.strip() for h in next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter))]
+
+
+def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str,
+               rows_per_partition: int = 250_000) -> InputReport:
+    """Read and validate ``cfg.input``; write bad rows as JSON lines to ``quarantine_dir``.
+
+    Good rows are spread over at least ``defaultParallelism`` partitions of about
+    ``rows_per_partition`` rows (hash of row_id) so that later stages run in parallel.
+
+    Fails (InputDataError naming the first bad lines) when the malformed share exceeds
+    ``input.max_bad_share``. The returned good DataFrame is persisted: unpersist it when done.
+    """
+    if not cfg.input.path:
+        raise InputDataError("no input: pass --input PATH or set input.path in the config file")
+    layout = layout_for(cfg)
+    files = list_input_files(spark, cfg.input.path)
+    parsed = parse_input(spark, layout, files).persist(StorageLevel.MEMORY_AND_DISK)
+    counts = {r["bad"]: r["count"] for r in
+              parsed.groupBy(F.col("_reason").isNotNull().alias("bad")).count().collect()}
+    total, bad = sum(counts.values()), counts.get(True, 0)
+    if total == 0:
+        parsed.unpersist()
+        raise InputDataError(f"{cfg.input.path}: input is empty (no data rows in {len(files)} file(s))")
+    bad_rows = parsed.filter(F.col("_reason").isNotNull())
+    if bad and bad / total > cfg.input.max_bad_share:
+        first = bad_rows.orderBy("row_id").limit(FIRST_BAD_SHOWN).collect()
+        parsed.unpersist()
+        shown = "; ".join(f"{r['_file']} line {r['row_id'] & ((1 << LINE_BITS) - 1)}: {r['_field']}: {r['_reason']}"
+                          for r in first)
+        raise InputDataError(f"{bad:,} of {total:,} input rows are malformed ({bad / total:.2%} > "
+                             f"input.max_bad_share {cfg.input.max_bad_share:.2%}); first: {shown}")
+    if bad:
+        (bad_rows.select(F.col("_file").alias("file"),
+                         F.col("row_id").bitwiseAND((1 << LINE_BITS) - 1).alias("line"),
+                         F.col("_field").alias("field"), F.col("_reason").alias("reason"),
+                         F.col("_text").alias("text"))
+         .coalesce(1).write.json(quarantine_dir))
+    good = parsed.filter(F.col("_reason").isNull()).drop(*[c for c, _ in QUARANTINE_COLUMNS])
+    num_features = None
+    if layout.format == "libsvm":
+        good, num_features = _libsvm_vectors(good, cfg.input.num_features, cfg.source_of("input.num_features"))
+    partitions = max(spark.sparkContext.defaultParallelism, -(-(total - bad) // rows_per_partition))
+    if good.rdd.getNumPartitions() < partitions:  # e.g. one gzip file is one partition
+        good = good.repartition(partitions, "row_id")
+    good = good.persist(StorageLevel.MEMORY_AND_DISK)
+    good.count()
+    parsed.unpersist()
+    return InputReport(good, files, total, bad, num_features)
+
+
+def _libsvm_vectors(df: DataFrame, configured: Optional[int], source: str) -> tuple[DataFrame, int]:
+    from pyspark.ml.linalg import SparseVector, VectorUDT
+
+    largest = df.select(F.max(F.array_max("indices"))).first()[0]
+    needed = 0 if largest is None else largest + 1
+    if configured is not None and configured < needed:
+        raise InputDataError(f"{source}: input.num_features is {configured} but the data has index {largest}; "
+                             f"set it to at least {needed} or leave it out")
+    size = configured or max(needed, 1)
+    to_vector = F.udf(lambda idx, val: SparseVector(size, idx, val), VectorUDT())
+    return df.select("row_id", "label", to_vector("indices", "values").alias("features")), size

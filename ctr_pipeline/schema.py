@@ -1,0 +1,112 @@
+"""The configuration schema: one frozen dataclass per section, each field documented.
+
+Field metadata keys: ``doc`` (shown in docs/config.md and ``ctr-pipeline config --schema``),
+``choices``, ``min``/``max`` (inclusive), ``gt``/``lt`` (exclusive). Loading and validation live in
+:mod:`ctr_pipeline.config`; this module only declares what exists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+INPUT_FORMATS = ("criteo_dac", "csv", "parquet", "libsvm")
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+def _f(default: Any, doc: str, **checks: Any) -> Any:
+    """A dataclass field with a default, a doc string and validation checks."""
+    if isinstance(default, (list, dict)):
+        raise TypeError("use tuples and mappings via _fd for mutable defaults")
+    return field(default=default, metadata={"doc": doc, **checks})
+
+
+def _fd(factory: Any, doc: str, **checks: Any) -> Any:
+    return field(default_factory=factory, metadata={"doc": doc, **checks})
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    path: Optional[str] = _f(None, "Input file, directory or glob (local path or URI). Required by `sample`; "
+                                   "`--input` overrides it. `.gz` files are read transparently.")
+    format: str = _f("criteo_dac", "Input layout: `criteo_dac` (tab-separated, no header: label, I1-I13, "
+                                   "C1-C26), `csv` (header, declared columns), `parquet`, `libsvm`.",
+                     choices=INPUT_FORMATS)
+    delimiter: Optional[str] = _f(None, "Field separator for text layouts; default tab for criteo_dac, comma for csv.")
+    label: str = _f("label", "Name of the 0/1 label column (csv and parquet).")
+    numeric: tuple[str, ...] = _fd(tuple, "Numeric columns. criteo_dac: a subset of I1-I13 (default all).")
+    categorical: tuple[str, ...] = _fd(tuple, "Categorical columns. criteo_dac: a subset of C1-C26 (default all).")
+    time: Optional[str] = _f(None, "Optional time column (csv and parquet), stored as epoch seconds (UTC).")
+    time_format: str = _f("%Y-%m-%d %H:%M:%S", "strptime format of the time column, or `epoch` for seconds "
+                                               "since 1970-01-01 UTC.")
+    drop: tuple[str, ...] = _fd(tuple, "Columns present in the data that are not used (e.g. leaky ones). "
+                                       "Every csv/parquet column must be declared or dropped.")
+    num_features: Optional[int] = _f(None, "libsvm: vector width (largest index + 1); computed from the data "
+                                           "when not given.", min=1)
+    max_bad_share: float = _f(0.01, "Largest share of malformed rows tolerated; malformed rows are written to "
+                                    "the quarantine folder, and above this share the stage fails.", min=0.0, max=1.0)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    seed: int = _f(42, "Seed of the random split; the same seed and input give the same split.", min=0)
+    train: float = _f(0.8, "Share of rows in the train split.", gt=0.0, max=1.0)
+    validation: float = _f(0.1, "Share of rows in the validation split (0 for none).", min=0.0, lt=1.0)
+    test: float = _f(0.1, "Share of rows in the test split.", gt=0.0, lt=1.0)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    categorical_encoding: str = _f("hash", "How categorical values become vector indices: `hash` (the hashing "
+                                           "trick, fixed width) or `index` (a vocabulary fitted on train; unseen "
+                                           "values share one extra index).", choices=("hash", "index"))
+    hash_buckets: int = _f(1 << 18, "Width of the hashed categorical block (encoding `hash`).", min=16, max=1 << 26)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    num_workers: int = _f(1, "XGBoost workers (Spark barrier tasks); at most the free task slots.", min=1)
+    tree_method: str = _f("approx", "XGBoost tree method; `gpu_hist` is the old name of `hist` on device cuda.",
+                          choices=("approx", "hist", "gpu_hist"))
+    device: str = _f("cpu", "`cpu` or `cuda`; cuda fails up front when no GPU is visible.", choices=("cpu", "cuda"))
+    n_estimators: int = _f(100, "Boosting rounds (trees).", min=1, max=100_000)
+    max_depth: int = _f(6, "Maximum tree depth.", min=1, max=64)
+    learning_rate: float = _f(0.1, "Shrinkage per round (eta).", gt=0.0, max=1.0)
+    early_stopping_rounds: Optional[int] = _f(None, "Stop when validation log loss has not improved for this "
+                                                    "many rounds (needs a validation split).", min=1)
+    params: Mapping[str, Any] = _fd(dict, "Further XGBoost parameters passed as they are, e.g. "
+                                          "`{max_delta_step: 1, subsample: 0.8}`.")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    splits: tuple[str, ...] = _fd(lambda: ("test",), "Splits to score and report (train, validation, test).")
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    master: str = _f("local[*]", "Spark master: `local[N]`, `spark://host:port` or `yarn`. Ignored under "
+                                 "spark-submit, which sets its own.")
+    app_name: str = _f("ctr-pipeline", "Spark application name.")
+    driver_memory: str = _f("4g", "Driver JVM heap (local mode), e.g. `4g`.")
+    log_level: str = _f("WARN", "Spark log level.", choices=("ERROR", "WARN", "INFO", "DEBUG"))
+    local_ip: str = _f("127.0.0.1", "Address Spark binds to locally (SPARK_LOCAL_IP); loopback by default.")
+    conf: Mapping[str, Any] = _fd(dict, "Extra Spark properties, e.g. `{spark.sql.shuffle.partitions: 64}`.")
+
+
+@dataclass(frozen=True)
+class Config:
+    input: InputConfig = _fd(InputConfig, "Where the raw logs are and how to read them.")
+    sampling: SamplingConfig = _fd(SamplingConfig, "How train / validation / test are drawn.")
+    features: FeaturesConfig = _fd(FeaturesConfig, "How raw columns become sparse vectors.")
+    training: TrainingConfig = _fd(TrainingConfig, "Distributed XGBoost settings.")
+    evaluation: EvaluationConfig = _fd(EvaluationConfig, "What is scored and reported.")
+    spark: SparkConfig = _fd(SparkConfig, "The Spark session.")
+    # Where each leaf value came from ("default", "configs/x.yaml line 4", "--set"): for messages.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def source_of(self, key: str) -> str:
+        """Where the value of a dotted key came from, e.g. ``'configs/x.yaml line 4'``."""
+        return self.sources.get(key, "default")
+
+
+SECTIONS = ("input", "sampling", "features", "training", "evaluation", "spark")

@@ -1,0 +1,33 @@
+"""What a stage receives and returns. Stage adapters import only this from the orchestration."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .runs import RunDir
+from .schema import Config
+
+
+@dataclass
+class StageContext:
+    """``out`` is the stage's private staging directory: write everything there; it is published whole."""
+
+    spark: Any
+    cfg: Config
+    run: RunDir
+    out: Path
+
+    def upstream_details(self, stage: str) -> dict[str, Any]:
+        """``details`` recorded by a finished upstream stage (e.g. the sample stage's num_features)."""
+        rec = self.run.stage_record(stage) or {}
+        return rec.get("details", {})
+
+
+@dataclass
+class StageResult:
+    """Row counts per output (rows) and anything worth recording in the manifest (details)."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    summary: list[str] = field(default_factory=list)  # lines printed at the end of a run

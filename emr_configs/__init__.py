@@ -1,0 +1,1 @@
+"""EMR cluster definitions and launcher (not built yet: see emr_configs/README.md)."""

@@ -1,0 +1,1 @@
+"""Sampling stage: disjoint train / validation / test sets drawn from the raw logs."""

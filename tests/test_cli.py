@@ -1,0 +1,127 @@
+"""The CLI as a user runs it: end to end on demo data, and one-line exit-2 errors for mistakes."""
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ctr_pipeline.javacheck import parse_java_major
+
+from .conftest import REPO, cli, cli_env
+
+
+def run_cli(*args, env=None, timeout=600):
+    return subprocess.run(cli(*args), capture_output=True, text=True, cwd=REPO, env=env or cli_env(),
+                          timeout=timeout)
+
+
+def assert_user_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ctr-pipeline: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.spark
+def test_demo_data_then_run_end_to_end(tmp_path):
+    data, run = tmp_path / "demo.tsv.gz", tmp_path / "run"
+    made = run_cli("demo-data", "--rows", "20000", "--seed", "3", "--out", str(data))
+    assert made.returncode == 0 and "wrote 20,000 rows" in made.stdout
+    proc = run_cli("run", "--input", str(data), "--out", str(run), "--set", "training.n_estimators=20",
+                   "--set", "spark.driver_memory=1g")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test: AUC 0." in proc.stdout and "MXE (log loss) 0." in proc.stdout
+    for stage in ("sample", "features", "train", "evaluate"):
+        assert f"{stage}: started" in proc.stderr and f"{stage}: done in" in proc.stderr
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert set(manifest["stages"]) == {"sample", "features", "train", "evaluate"}
+    assert manifest["stages"]["sample"]["details"]["input"]["rows_read"] == 20_000
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert metrics["test"]["auc"] > 0.6
+    again = run_cli("run", "--out", str(run))            # the run's recorded config; everything is done
+    assert again.returncode == 0 and again.stderr.count("already complete") == 4
+
+
+def test_unknown_config_key_exits_2_naming_it(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("training:\n  max_depth: 4\n  num_trees: 10\n")
+    proc = run_cli("run", "--config", str(cfg), "--input", "x.tsv", "--out", str(tmp_path / "run"))
+    assert_user_error(proc, f"{cfg} line 3", "unknown key 'training.num_trees'")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "--out"], "argument --out: expected one argument"),
+    (["trian", "--out", "x"], "invalid choice: 'trian'"),
+    (["run", "--out", "RUN", "--set", "training.max_depth=0"], "training.max_depth: must be >= 1"),
+    (["run", "--out", "RUN", "--input", "/nonexistent/file.tsv"], "input '/nonexistent/file.tsv' does not exist"),
+    (["run", "--out", "RUN"], "no input: pass --input PATH"),
+    (["run", "--out", "RUN", "--input", "x", "--master", "mesos://x"], "is not a Spark master"),
+    (["demo-data", "--rows", "0", "--out", "x.tsv"], "--rows must be at least 1"),
+])
+def test_user_mistakes_exit_2_with_one_line(tmp_path, args, fragment):
+    args = [a.replace("RUN", str(tmp_path / "run")) for a in args]
+    assert_user_error(run_cli(*args), fragment)
+
+
+def fake_java(tmp_path, version):
+    home = tmp_path / "jdk"
+    (home / "bin").mkdir(parents=True)
+    java = home / "bin" / "java"
+    java.write_text(f'#!/bin/sh\necho \'openjdk version "{version}" 2020-01-01\' >&2\n')
+    java.chmod(java.stat().st_mode | stat.S_IEXEC)
+    return home
+
+
+def test_old_java_is_one_line_before_spark(tmp_path, demo_tsv):
+    env = cli_env()
+    env["JAVA_HOME"] = str(fake_java(tmp_path, "1.8.0_392"))
+    proc = run_cli("run", "--input", str(demo_tsv), "--out", str(tmp_path / "run"), env=env)
+    assert_user_error(proc, "java 8 found at", "need 17 or newer", "install Java 17")
+    shell = subprocess.run(["sh", "scripts/check-java.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert shell.returncode == 2 and "need 17 or newer" in shell.stderr
+
+
+def test_missing_java_is_one_line(tmp_path, demo_tsv):
+    env = cli_env()
+    env.pop("JAVA_HOME", None)
+    env["PATH"] = str(tmp_path)                          # no java anywhere
+    proc = run_cli("run", "--input", str(demo_tsv), "--out", str(tmp_path / "run"), env=env)
+    assert_user_error(proc, "java not found", "install Java 17")
+    shell = subprocess.run(["/bin/sh", "scripts/check-java.sh"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert shell.returncode == 2 and "java not found" in shell.stderr
+
+
+@pytest.mark.parametrize("output, major", [('openjdk version "17.0.15" 2025-04-15', 17),
+                                           ('java version "1.8.0_392"', 8), ('openjdk version "21" 2023', 21),
+                                           ("garbage", None)])
+def test_parse_java_major(output, major):
+    assert parse_java_major(output) == major
+
+
+def test_config_command_shows_sources(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("training:\n  max_depth: 4\n")
+    proc = run_cli("config", "--config", str(cfg), "--set", "sampling.seed=9")
+    assert proc.returncode == 0
+    assert f"max_depth: 4  # {cfg} line 2" in proc.stdout and "seed: 9  # --set sampling.seed" in proc.stdout
+
+
+@pytest.mark.spark
+def test_spark_submit_entry_point(tmp_path, demo_tsv):
+    """EMR steps call spark-submit on ctr_pipeline/spark_submit.py: the master comes from spark-submit."""
+    submit = Path(sys.executable).parent / "spark-submit"
+    script = REPO / "ctr_pipeline" / "spark_submit.py"
+    env = cli_env()
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([str(submit), "--master", "local[1]", "--driver-memory", "1g", str(script), "sample",
+                           "--input", str(demo_tsv), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["stages"]["sample"]["status"] == "complete"
+    assert sum(manifest["stages"]["sample"]["rows"].values()) == 5_000

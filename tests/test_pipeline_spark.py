@@ -1,0 +1,144 @@
+"""The four stages in-process on the shared local session: outputs, manifest, skip/force/stale rules."""
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from ctr_pipeline.config import build_config, flag_layer, parse_set_option
+from ctr_pipeline.errors import ConfigError, StageError
+from ctr_pipeline.pipeline import run_stage, run_stages
+from ctr_pipeline.runs import STAGES, RunDir
+from evaluation.core import auc, mxe
+
+pytestmark = pytest.mark.spark
+
+SETTINGS = ["training.n_estimators=15", "features.hash_buckets=1024", "evaluation.splits=[validation, test]"]
+
+
+def make_cfg(demo_tsv, *extra):
+    return build_config([parse_set_option(s) for s in (*SETTINGS, *extra)]
+                        + [flag_layer("--input", "input.path", str(demo_tsv))])
+
+
+@pytest.fixture(scope="module")
+def finished(spark, demo_tsv, tmp_path_factory):
+    run = RunDir(tmp_path_factory.mktemp("runs") / "run")
+    cfg = make_cfg(demo_tsv)
+    records = run_stages(STAGES, cfg, run, lambda: spark)
+    return run, cfg, records
+
+
+def test_all_stages_complete_with_counts(finished):
+    run, _, records = finished
+    assert all(run.is_complete(s) for s in STAGES)
+    splits = records["sample"]["rows"]
+    assert sum(splits.values()) == 5_000 and splits["train"] > splits["test"] > 0
+    assert records["features"]["rows"] == splits
+    assert records["features"]["details"]["vector_width"] == 13 + 1024
+    manifest = json.loads(run.manifest_path.read_text())
+    assert manifest["stages"]["sample"]["details"]["input"]["rows_read"] == 5_000
+    assert manifest["config"]["training"]["n_estimators"] == 15
+    assert all(manifest["stages"][s]["seconds"] > 0 for s in STAGES)
+    assert not list((run.root / ".staging").iterdir())
+
+
+def test_splits_are_disjoint_and_keep_row_ids(spark, finished):
+    run, _, _ = finished
+    ids = {name: {r[0] for r in spark.read.parquet(str(run.path_of("sample") / name)).select("row_id").collect()}
+           for name in ("train", "validation", "test")}
+    assert not (ids["train"] & ids["test"]) and not (ids["train"] & ids["validation"])
+    assert len(ids["train"] | ids["validation"] | ids["test"]) == 5_000
+
+
+def scored(spark, run, split):
+    from pyspark.ml.functions import vector_to_array
+    from xgboost.spark import SparkXGBClassifierModel
+
+    model = SparkXGBClassifierModel.load(str(run.path_of("train") / "spark_model"))
+    df = spark.read.parquet(str(run.path_of("features") / split))
+    rows = (model.transform(df).select("row_id", "label", "features", vector_to_array("probability")[1].alias("p"))
+            .orderBy("row_id").collect())
+    return rows
+
+
+def test_metrics_match_reference_on_collected_predictions(spark, finished):
+    run, _, _ = finished
+    metrics = json.loads((run.path_of("evaluate") / "metrics.json").read_text())
+    for split in ("validation", "test"):
+        rows = scored(spark, run, split)
+        y = np.array([r["label"] for r in rows])
+        p = np.array([r["p"] for r in rows])
+        assert metrics[split]["rows"] == len(rows) and metrics[split]["positives"] == int(y.sum())
+        assert metrics[split]["mxe"] == pytest.approx(mxe(y, p), abs=1e-9)
+        assert metrics[split]["auc"] == pytest.approx(auc(y, p), abs=1e-9)
+        assert 0.55 < metrics[split]["auc"] < 1.0
+
+
+def test_native_booster_round_trip(spark, finished):
+    import xgboost as xgb
+    from scipy.sparse import csr_matrix
+
+    run, _, _ = finished
+    rows = scored(spark, run, "test")
+    width = rows[0]["features"].size
+    data, indices, indptr = [], [], [0]
+    for r in rows:
+        v = r["features"].toArray() if not hasattr(r["features"], "indices") else r["features"]
+        indices += list(v.indices)
+        data += list(v.values)
+        indptr.append(len(indices))
+    dmat = xgb.DMatrix(csr_matrix((data, indices, indptr), shape=(len(rows), width)), missing=0.0)
+    for name in ("booster.ubj", "booster.json"):
+        booster = xgb.Booster(model_file=str(run.path_of("train") / name))
+        np.testing.assert_allclose(booster.predict(dmat), [r["p"] for r in rows], atol=1e-6)
+
+
+def test_rerun_skips_finished_stages(spark, finished, caplog):
+    run, cfg, records = finished
+    with caplog.at_level(logging.INFO, logger="ctr_pipeline"):
+        again = run_stages(STAGES, cfg, run, lambda: pytest.fail("no Spark work expected"))
+    assert {s: r["token"] for s, r in again.items()} == {s: r["token"] for s, r in records.items()}
+    assert "sample: already complete" in caplog.text
+
+
+def test_changed_settings_need_force(finished, demo_tsv):
+    run, _, _ = finished
+    with pytest.raises(StageError, match=r"train is already complete .* \(training.max_depth: 6 -> 3\); add --force"):
+        run_stage("train", make_cfg(demo_tsv, "training.max_depth=3"), run, lambda: None, force=False)
+
+
+def test_upstream_missing_is_named(spark, tmp_path, demo_tsv):
+    with pytest.raises(StageError, match=r"evaluate needs a complete, current 'features' stage .* 'ctr-pipeline "
+                                         r"features --out"):
+        run_stage("evaluate", make_cfg(demo_tsv), RunDir(tmp_path / "new"), lambda: spark, force=False)
+
+
+def test_index_encoding_and_forced_redo_makes_downstream_stale(spark, finished, demo_tsv):
+    run, _, records = finished
+    cfg = make_cfg(demo_tsv, "features.categorical_encoding=index")
+    rec = run_stage("features", cfg, run, lambda: spark, force=True)
+    assert rec["token"] != records["features"]["token"]
+    assert rec["details"]["vector_width"] > 13 + 26              # one-hot vocabularies + unseen slots
+    assert not run.is_complete("train") and not run.is_complete("evaluate")
+    run_stages(("train", "evaluate"), cfg, run, lambda: spark)
+    assert run.is_complete("evaluate")
+
+
+def test_too_many_workers_fails_before_training(spark, finished, demo_tsv):
+    run, _, _ = finished
+    with pytest.raises(ConfigError, match="training.num_workers is 3 but Spark has only 2 task slot"):
+        run_stage("train", make_cfg(demo_tsv, "training.num_workers=3"), run, lambda: spark, force=True)
+    assert not list((run.root / ".staging").iterdir())
+
+
+def test_cuda_without_gpu_fails_clearly(spark, finished, demo_tsv):
+    import xgboost
+
+    from training.spark_job import visible_gpus
+
+    if xgboost.build_info().get("USE_CUDA") and visible_gpus():
+        pytest.skip("a GPU is visible here: the CUDA path is exercised by the device checks instead")
+    run, _, _ = finished
+    with pytest.raises(ConfigError, match="training.device is cuda but"):
+        run_stage("train", make_cfg(demo_tsv, "training.device=cuda"), run, lambda: spark, force=True)

@@ -1,0 +1,17 @@
+"""Stage cores import no Spark, boto3 or mrjob; importing the CLI does no Spark work."""
+import subprocess
+import sys
+
+import pytest
+
+CORES = ["sampling.core", "features.core", "training.core", "evaluation.core", "ctr_pipeline.readers.core",
+         "ctr_pipeline.config", "ctr_pipeline.demo_data", "ctr_pipeline.runs", "ctr_pipeline.cli",
+         "ctr_pipeline.pipeline"]
+
+
+@pytest.mark.parametrize("module", CORES)
+def test_core_imports_no_heavy_frameworks(module):
+    code = (f"import sys, {module}; bad = [m for m in ('pyspark', 'boto3', 'mrjob', 'xgboost') "
+            "if m in sys.modules]; print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"{module} imports {out.stdout.strip()}"

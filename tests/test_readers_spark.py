@@ -1,0 +1,122 @@
+"""Each input reader on Spark, with bad rows: quarantine with file and line, threshold, layout errors."""
+import gzip
+import json
+
+import pytest
+
+from ctr_pipeline.config import build_config, parse_set_option
+from ctr_pipeline.errors import InputDataError
+from ctr_pipeline.readers.spark import read_input
+
+pytestmark = pytest.mark.spark
+
+
+def cfg_with(*sets):
+    return build_config([parse_set_option(s) for s in sets])
+
+
+def dac_line(label, i1="3", c1="a1"):
+    return "\t".join([label, i1] + [""] * 12 + [c1] + [""] * 25)
+
+
+def quarantine(path):
+    rows = []
+    for part in sorted(path.glob("part-*.json")):
+        rows += [json.loads(line) for line in part.read_text().splitlines()]
+    return rows
+
+
+def read(spark, cfg, tmp_path):
+    report = read_input(spark, cfg, str(tmp_path / "quarantine"))
+    rows = sorted(report.good.collect(), key=lambda r: r["row_id"])
+    report.good.unpersist()
+    return report, rows
+
+
+def test_criteo_dac_gzip_with_bad_rows(spark, tmp_path):
+    lines = [dac_line("1" if i % 10 == 0 else "0", str(i)) for i in range(300)]
+    lines[4] = dac_line("0", "x")     # line 5: non-numeric I1
+    lines[9] = "1\t2\t3"              # line 10: wrong field count
+    lines[19] = dac_line("7")         # line 20: bad label
+    path = tmp_path / "in.tsv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("\n".join(lines) + "\n")
+    report, rows = read(spark, cfg_with(f"input.path={path}", "input.max_bad_share=0.02"), tmp_path)
+    assert (report.rows_read, report.rows_bad, len(rows)) == (300, 3, 297)
+    assert rows[0]["label"] == 1 and rows[0]["I1"] == 0.0 and rows[0]["C1"] == "a1" and rows[0]["I2"] is None
+    bad = sorted(quarantine(tmp_path / "quarantine"), key=lambda r: r["line"])
+    assert [(r["line"], r["field"]) for r in bad] == [(5, "I1"), (10, "record"), (20, "label")]
+    assert bad[0]["file"] == str(path) and bad[0]["reason"] == "not a number: 'x'" and bad[1]["text"] == "1\t2\t3"
+
+
+def test_too_many_bad_rows_fails_naming_first_lines(spark, tmp_path):
+    path = tmp_path / "in.tsv"
+    path.write_text("\n".join([dac_line("0")] * 50 + ["0\tx"] * 2) + "\n")
+    with pytest.raises(InputDataError, match=r"2 of 52 input rows are malformed \(3.85% > input.max_bad_share "
+                                             rf"1.00%\); first: {path} line 51: record: expected 40 fields"):
+        read_input(spark, cfg_with(f"input.path={path}"), str(tmp_path / "q"))
+
+
+def test_csv_header_layout_time_and_bad_rows(spark, tmp_path):
+    path = tmp_path / "td.csv"
+    path.write_text("ip,app,click_time,attributed_time,is_attributed\n"
+                    "1,12,2017-11-07 09:30:38,,0\n"
+                    "2,13,2017-11-07 10:00:00,2017-11-07 10:01:00,1\n"
+                    "3,13,yesterday,,0\n")
+    sets = [f"input.path={path}", "input.format=csv", "input.label=is_attributed",
+            "input.categorical=[ip, app]", "input.time=click_time", "input.drop=[attributed_time]",
+            "input.max_bad_share=0.5"]
+    report, rows = read(spark, cfg_with(*sets), tmp_path)
+    assert [(r["label"], r["ip"], r["app"], r["click_time"]) for r in rows] == \
+        [(0, "1", "12", 1510047038), (1, "2", "13", 1510048800)]
+    assert [(r["line"], r["field"]) for r in quarantine(tmp_path / "quarantine")] == [(4, "click_time")]
+    assert set(rows[0].asDict()) == {"row_id", "label", "ip", "app", "click_time"}
+
+
+def test_csv_undeclared_column_is_an_error(spark, tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("click,site,secret\n1,a,9\n")
+    with pytest.raises(InputDataError, match=r"a.csv: column\(s\) secret are neither used nor dropped"):
+        read_input(spark, cfg_with(f"input.path={path}", "input.format=csv", "input.label=click",
+                                   "input.categorical=[site]"), str(tmp_path / "q"))
+
+
+def test_parquet_reader(spark, tmp_path):
+    df = spark.createDataFrame([(1, 2.0, "a", "z"), (0, None, "b", "z"), (5, 1.0, "c", "z")],
+                               "y int, n double, c string, junk string")
+    df.coalesce(1).write.parquet(str(tmp_path / "pq"))
+    sets = [f"input.path={tmp_path / 'pq'}", "input.format=parquet", "input.label=y", "input.numeric=[n]",
+            "input.categorical=[c]", "input.drop=[junk]", "input.max_bad_share=0.5"]
+    report, rows = read(spark, cfg_with(*sets), tmp_path)
+    assert [(r["label"], r["n"], r["c"]) for r in rows] == [(1, 2.0, "a"), (0, None, "b")]
+    bad = quarantine(tmp_path / "quarantine")
+    assert [(r["line"], r["field"]) for r in bad] == [(3, "y")] and bad[0]["file"].endswith(".parquet")
+
+
+def test_libsvm_reader_builds_sparse_vectors(spark, tmp_path):
+    path = tmp_path / "a.svm"
+    path.write_text("1 0:1.5 7:2\n0 3:1\n0 3:x\n")
+    report, rows = read(spark, cfg_with(f"input.path={path}", "input.format=libsvm", "input.max_bad_share=0.5"),
+                        tmp_path)
+    assert report.num_features == 8 and report.rows_bad == 1
+    assert rows[0]["features"].size == 8 and list(rows[0]["features"].indices) == [0, 7]
+    with pytest.raises(InputDataError, match="input.num_features is 4 but the data has index 7"):
+        read_input(spark, cfg_with(f"input.path={path}", "input.format=libsvm", "input.max_bad_share=0.5",
+                                   "input.num_features=4"), str(tmp_path / "q2"))
+
+
+def test_directory_of_files_and_empty_input(spark, tmp_path):
+    d = tmp_path / "logs"
+    d.mkdir()
+    (d / "a.tsv").write_text(dac_line("1") + "\n")
+    (d / "b.tsv").write_text(dac_line("0") + "\n" + dac_line("0") + "\n")
+    (d / "_SUCCESS").write_text("")
+    report, rows = read(spark, cfg_with(f"input.path={d}"), tmp_path)
+    assert len(report.files) == 2 and len(rows) == 3
+    assert len({r["row_id"] for r in rows}) == 3
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    with pytest.raises(InputDataError, match="input is empty"):
+        read_input(spark, cfg_with(f"input.path={empty}"), str(tmp_path / "q"))
+    with pytest.raises(InputDataError, match="no input files found"):
+        read_input(spark, cfg_with(f"input.path={tmp_path / 'missing*'}"), str(tmp_path / "q"))

@@ -1,0 +1,1 @@
+"""Training stage: distributed XGBoost on Spark (xgboost.spark.SparkXGBClassifier)."""

@@ -1,0 +1,1 @@
+"""Zeppelin analysis notes and the refresh-retrain job (not built yet: see zeppelin/README.md)."""
