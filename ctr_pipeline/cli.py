@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_flags(p)
         p.add_argument("--out", metavar="RUN_DIR", required=True, help="the run directory (created if needed)")
         p.add_argument("--force", action="store_true", help="redo stages even when already complete")
+        if name in ("sample", "run"):
+            p.add_argument("--sizes", metavar="SET=SIZE,...",
+                           help="set sizes, row counts or fractions: train=100000,validation=20000,test=0.1")
+            p.add_argument("--seed", type=int, help="sampling seed (sampling.seed)")
+            p.add_argument("--delta", type=float, help="ScalableSRS failure probability (sampling.delta)")
+            p.add_argument("--stratify-by", metavar="COLUMN", help="stratify sets by this column (e.g. label)")
         p.set_defaults(handler=cmd_stages, stages=STAGES if name == "run" else (name,))
     p = sub.add_parser("demo-data", help="write seeded demo data in the Criteo DAC layout")
     p.add_argument("--rows", type=int, default=100_000, help="number of rows (default 100000)")
@@ -83,11 +89,40 @@ def config_from_args(args: argparse.Namespace, run: Optional[RunDir]) -> Config:
         layers.append(flag_layer("--input", "input.path", args.input))
     if args.master:
         layers.append(flag_layer("--master", "spark.master", args.master))
+    layers += _sampling_flag_layers(args)
     cfg = build_config(layers)
     path = cfg.input.path
     if path and "://" not in path and not os.path.isabs(path):  # keep the run valid from any directory
         cfg = dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, path=os.path.abspath(path)))
     return cfg
+
+
+def _sampling_flag_layers(args: argparse.Namespace) -> list[Layer]:
+    layers = []
+    for flag, key, value in (("--seed", "sampling.seed", getattr(args, "seed", None)),
+                             ("--delta", "sampling.delta", getattr(args, "delta", None)),
+                             ("--stratify-by", "sampling.stratify_by", getattr(args, "stratify_by", None))):
+        if value is not None:
+            layers.append(flag_layer(flag, key, value))
+    sizes = getattr(args, "sizes", None)
+    if sizes:
+        for part in sizes.split(","):
+            name, sep, raw = part.partition("=")
+            name = name.strip()
+            if not sep or name not in SPLIT_NAMES:
+                raise UserError(f"--sizes {sizes!r}: expected SET=SIZE items with SET one of "
+                                f"{', '.join(SPLIT_NAMES)}, e.g. train=100000,validation=0.1,test=0.1")
+            value = _size_value(raw.strip(), sizes)
+            layers.append(flag_layer("--sizes", f"sampling.{name}", value))
+    return layers
+
+
+def _size_value(raw: str, flag: str) -> int | float:
+    """'100000' is a row count, '0.1' or '1.0' a fraction."""
+    try:
+        return int(raw) if raw.isdigit() else float(raw)
+    except ValueError:
+        raise UserError(f"--sizes {flag!r}: {raw!r} is neither a row count nor a fraction") from None
 
 
 def _check_local_input(cfg: Config) -> None:

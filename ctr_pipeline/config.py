@@ -160,6 +160,10 @@ def _coerce(value: Any, tp: Any, where: str, key: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)][0]
         return _coerce(value, inner, where, key)
+    if origin is typing.Union and set(args) == {int, float}:  # a row count (int) or a fraction (float)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: {key}: expected a row count or a fraction, got {_show(value)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -188,7 +192,7 @@ def _coerce(value: Any, tp: Any, where: str, key: str) -> Any:
     if _is_mapping_type(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: {key}: expected a mapping, got {_show(value)}")
-        return dict(value)
+        return {str(k): v for k, v in value.items()}
     raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug in schema.py, not user input
 
 
@@ -231,18 +235,34 @@ def build_config(layers: list[Layer]) -> Config:
 
 def _check_cross_fields(cfg: Config) -> None:
     s = cfg.sampling
-    total = s.train + s.validation + s.test
-    if total > 1.0 + 1e-9:
-        raise ConfigError(f"{cfg.source_of('sampling.train')}: sampling.train + sampling.validation + "
-                          f"sampling.test must be <= 1, got {total:g}")
+    sizes = {"train": s.train, "validation": s.validation, "test": s.test}
+    for name, size in sizes.items():
+        if isinstance(size, float) and size > 1.0:
+            raise ConfigError(f"{cfg.source_of('sampling.' + name)}: sampling.{name}: a fraction must be <= 1.0, "
+                              f"got {size:g} (write a row count without a decimal point)")
+    fractions = sum(v for v in sizes.values() if isinstance(v, float))
+    if fractions > 1.0 + 1e-9:
+        raise ConfigError(f"{cfg.source_of('sampling.train')}: the fractions in sampling.train/validation/test "
+                          f"sum to {fractions:g}, more than 1")
+    for name in ("train", "test"):
+        if not sizes[name]:
+            raise ConfigError(f"{cfg.source_of('sampling.' + name)}: sampling.{name} must be positive (sampling."
+                              "train and sampling.test are required sets)")
+    if s.strata_rates and not s.stratify_by:
+        raise ConfigError(f"{cfg.source_of('sampling.strata_rates')}: sampling.strata_rates needs "
+                          "sampling.stratify_by (e.g. label)")
+    for value, rate in s.strata_rates.items():
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 < rate <= 1:
+            raise ConfigError(f"{cfg.source_of('sampling.strata_rates')}: sampling.strata_rates[{value!r}] must "
+                              f"be a rate in (0, 1], got {rate!r}")
     for split in cfg.evaluation.splits:
         if split not in SPLIT_NAMES:
             raise ConfigError(f"{cfg.source_of('evaluation.splits')}: evaluation.splits: unknown split {split!r}; "
                               f"choose from {', '.join(SPLIT_NAMES)}")
-    if "validation" in cfg.evaluation.splits and s.validation == 0:
+    if "validation" in cfg.evaluation.splits and not s.validation:
         raise ConfigError(f"{cfg.source_of('evaluation.splits')}: evaluation.splits names 'validation' but "
                           "sampling.validation is 0")
-    if cfg.training.early_stopping_rounds is not None and s.validation == 0:
+    if cfg.training.early_stopping_rounds is not None and not s.validation:
         raise ConfigError(f"{cfg.source_of('training.early_stopping_rounds')}: training.early_stopping_rounds "
                           "needs a validation split; set sampling.validation > 0")
     _check_input_columns(cfg)
@@ -337,6 +357,8 @@ def schema_markdown() -> str:
 
 def _type_name(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Union and set(args) == {int, float}:
+        return "row count or fraction"
     if origin is typing.Union:
         return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
     if origin is tuple:

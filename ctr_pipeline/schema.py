@@ -7,7 +7,7 @@ Field metadata keys: ``doc`` (shown in docs/config.md and ``ctr-pipeline config 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
 INPUT_FORMATS = ("criteo_dac", "csv", "parquet", "libsvm")
 SPLIT_NAMES = ("train", "validation", "test")
@@ -48,10 +48,18 @@ class InputConfig:
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    seed: int = _f(42, "Seed of the random split; the same seed and input give the same split.", min=0)
-    train: float = _f(0.8, "Share of rows in the train split.", gt=0.0, max=1.0)
-    validation: float = _f(0.1, "Share of rows in the validation split (0 for none).", min=0.0, lt=1.0)
-    test: float = _f(0.1, "Share of rows in the test split.", gt=0.0, lt=1.0)
+    seed: int = _f(42, "Seed of the sampling keys; the same seed and input give the same sets.", min=0)
+    train: Union[int, float] = _f(0.8, "Train set size: an integer is a row count, a number with a decimal "
+                                       "point a fraction of the (good) input rows; 1.0 means all rows.", min=0)
+    validation: Union[int, float] = _f(0.1, "Validation set size, as for train (0 for none).", min=0)
+    test: Union[int, float] = _f(0.1, "Test set size, as for train.", min=0)
+    delta: float = _f(1e-4, "ScalableSRS failure probability per cut (at most 2*delta); on failure it retries "
+                            "with a derived seed and says so.", gt=0.0, lt=0.5)
+    stratify_by: Optional[str] = _f(None, "Column to stratify by (e.g. label): each set gets every stratum "
+                                          "in proportion to its size.")
+    strata_rates: Mapping[str, float] = _fd(dict, "Per-stratum sampling rate for the train and validation "
+                                                  "sets (negative downsampling), e.g. `{\"0\": 0.01}` keeps 1% of "
+                                                  "non-clicks; needs stratify_by. Recorded for evaluation.")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ alone; elsewhere workers are pinned to this interpreter and bind to loopback.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -91,3 +92,17 @@ def task_slots(spark) -> int:
     else:
         cores = sc.defaultParallelism
     return max(1, cores // cpus)
+
+
+@contextlib.contextmanager
+def temporary_conf(spark, key: str, value: str):
+    """Set a runtime SQL property for the duration of a block, then restore it."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)

@@ -1,26 +1,79 @@
-"""Pure split planning: which sets to draw and with what weights (no Spark here)."""
+"""Pure sampling plans: rows wanted per (stratum, set) from the config and the stratum sizes."""
 from __future__ import annotations
 
+from typing import Mapping, Optional
+
 from ctr_pipeline.errors import InputDataError
-from ctr_pipeline.schema import SamplingConfig
+from ctr_pipeline.schema import SPLIT_NAMES, SamplingConfig
 
-REST = "_rest"  # rows in no split when the shares sum to less than 1
+from . import srs
 
-
-def split_plan(cfg: SamplingConfig) -> list[tuple[str, float]]:
-    """(name, share) of each set to draw, in order; a trailing REST share takes what is left over."""
-    plan = [(name, share) for name, share in
-            (("train", cfg.train), ("validation", cfg.validation), ("test", cfg.test)) if share > 0]
-    rest = 1.0 - sum(share for _, share in plan)
-    if rest > 1e-9:
-        plan.append((REST, rest))
-    return plan
+Stratum = Optional[str]
+DOWNSAMPLED_SETS = ("train", "validation")  # strata_rates apply to these; test keeps the natural rates
 
 
-def check_split_rows(rows: dict[str, int], total: int) -> None:
-    """Every requested set must have rows: a tiny input can leave a set empty."""
-    empty = [name for name, n in rows.items() if n == 0]
-    if empty:
-        raise InputDataError(f"split(s) {', '.join(empty)} came out empty from {total:,} input rows; use more "
-                             "input rows or larger sampling shares")
+def requested_sizes(cfg: SamplingConfig, n: int) -> dict[str, int]:
+    """Rows wanted per set out of ``n`` good rows; raises naming the sizes when they cannot be met."""
+    if n <= 0:
+        raise InputDataError("the input has no usable rows to sample from")
+    sizes = {name: srs.resolve_size(getattr(cfg, name), n) for name in SPLIT_NAMES}
+    if sum(sizes.values()) > n:
+        shown = ", ".join(f"{k}={getattr(cfg, k)!r} ({v:,} rows)" for k, v in sizes.items())
+        raise InputDataError(f"sampling sizes {shown} add up to {sum(sizes.values()):,} rows but the input has "
+                             f"only {n:,} good rows; lower sampling.train/validation/test")
+    for name in ("train", "test"):
+        if sizes[name] == 0:
+            raise InputDataError(f"sampling.{name} = {getattr(cfg, name)!r} gives 0 rows out of {n:,}; "
+                                 "use more input rows or a larger size")
+    return sizes
 
+
+def _cumulative_allocation(sizes: dict[str, int], counts: Mapping[Stratum, int]) -> dict[Stratum, dict[str, int]]:
+    """Per stratum and set, rows in proportion to stratum size, exact per-set totals, never more than a
+    stratum has (allocating cumulative totals keeps each stratum's sum within its size)."""
+    out: dict[Stratum, dict[str, int]] = {s: {} for s in counts}
+    previous = {s: 0 for s in counts}
+    running = 0
+    for name, k in sizes.items():
+        running += k
+        cumulative = srs.allocate(running, counts)
+        for s in counts:  # repair the rare non-monotone step of largest-remainder rounding
+            cumulative[s] = max(cumulative[s], previous[s])
+        excess = sum(cumulative.values()) - running
+        for s in sorted(counts, key=lambda s: (cumulative[s] - running * counts[s] / sum(counts.values())),
+                        reverse=True):
+            if excess <= 0:
+                break
+            if cumulative[s] > previous[s]:
+                cumulative[s] -= 1
+                excess -= 1
+        for s in counts:
+            out[s][name] = cumulative[s] - previous[s]
+        previous = cumulative
+    return out
+
+
+def plan_targets(cfg: SamplingConfig, counts: Mapping[Stratum, int]) -> dict[Stratum, dict[str, int]]:
+    """Rows wanted per stratum and set. Without stratify_by there is one stratum, None."""
+    sizes = requested_sizes(cfg, sum(counts.values()))
+    targets = _cumulative_allocation(sizes, counts)
+    unknown = sorted(set(cfg.strata_rates) - {str(s) for s in counts})
+    if unknown:
+        raise InputDataError(f"sampling.strata_rates names value(s) {', '.join(unknown)} that column "
+                             f"{cfg.stratify_by!r} does not have (it has {', '.join(map(str, counts))})")
+    for s, per_set in targets.items():
+        rate = cfg.strata_rates.get(str(s), 1.0)
+        for name in DOWNSAMPLED_SETS:
+            per_set[name] = int(per_set[name] * rate + 0.5)
+    return targets
+
+
+def inclusion_rates(targets: Mapping[Stratum, Mapping[str, int]],
+                    counts: Mapping[Stratum, int]) -> dict[str, dict[str, float]]:
+    """Per set, the share of each stratum's rows that it holds (what evaluation needs to correct for
+    negative downsampling: w = rate of negatives / rate of positives in train)."""
+    out: dict[str, dict[str, float]] = {}
+    for s, per_set in targets.items():
+        for name, k in per_set.items():
+            out.setdefault(name, {})[str(s)] = k / counts[s] if counts[s] else 0.0
+    return out

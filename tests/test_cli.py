@@ -62,6 +62,9 @@ def test_unknown_config_key_exits_2_naming_it(tmp_path):
     (["run", "--out", "RUN"], "no input: pass --input PATH"),
     (["run", "--out", "RUN", "--input", "x", "--master", "mesos://x"], "is not a Spark master"),
     (["demo-data", "--rows", "0", "--out", "x.tsv"], "--rows must be at least 1"),
+    (["sample", "--out", "RUN", "--sizes", "train=10,tset=5"], "expected SET=SIZE items"),
+    (["sample", "--out", "RUN", "--sizes", "train=lots"], "'lots' is neither a row count nor a fraction"),
+    (["sample", "--out", "RUN", "--sizes", "train=0.9,test=0.2"], "sum to 1.2, more than 1"),
 ])
 def test_user_mistakes_exit_2_with_one_line(tmp_path, args, fragment):
     args = [a.replace("RUN", str(tmp_path / "run")) for a in args]
@@ -101,6 +104,21 @@ def test_missing_java_is_one_line(tmp_path, demo_tsv):
                                            ("garbage", None)])
 def test_parse_java_major(output, major):
     assert parse_java_major(output) == major
+
+
+def test_sampling_flags_become_config(tmp_path):
+    proc = run_cli("config", "--set", "sampling.seed=1")
+    assert proc.returncode == 0
+    from ctr_pipeline.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["sample", "--out", str(tmp_path / "r"), "--sizes",
+                                      "train=100000,validation=0.1,test=0.5", "--seed", "9", "--delta", "1e-6",
+                                      "--stratify-by", "label"])
+    cfg = config_from_args(args, None)
+    assert (cfg.sampling.train, cfg.sampling.validation, cfg.sampling.test) == (100000, 0.1, 0.5)
+    assert isinstance(cfg.sampling.train, int) and isinstance(cfg.sampling.test, float)
+    assert (cfg.sampling.seed, cfg.sampling.delta, cfg.sampling.stratify_by) == (9, 1e-6, "label")
+    assert cfg.source_of("sampling.train") == "--sizes"
 
 
 def test_config_command_shows_sources(tmp_path):

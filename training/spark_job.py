@@ -13,7 +13,7 @@ import subprocess
 from pyspark.sql import functions as F
 
 from ctr_pipeline.errors import ConfigError
-from ctr_pipeline.spark import task_slots
+from ctr_pipeline.spark import task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 
 from .core import VALIDATION_FLAG, check_workers, cuda_problem, estimator_params
@@ -50,19 +50,11 @@ def whole_partition_batches(spark, enabled: bool):
     ``np.concatenate`` of an empty list (dmlc/xgboost PR #12532). With no batch size limit every
     partition is one batch that holds both kinds of rows.
     """
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     if not enabled:
         yield
         return
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, "0")
-    try:
+    with temporary_conf(spark, "spark.sql.execution.arrow.maxRecordsPerBatch", "0"):
         yield
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
 
 
 def run(ctx: StageContext) -> StageResult:

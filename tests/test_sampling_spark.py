@@ -1,0 +1,100 @@
+"""ScalableSRS on Spark: same keys and sets as the pure core, any partitioning, strata, errors."""
+import json
+
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+
+from ctr_pipeline.config import build_config, flag_layer, parse_set_option
+from ctr_pipeline.errors import InputDataError
+from ctr_pipeline.pipeline import run_stage
+from ctr_pipeline.runs import RunDir
+from ctr_pipeline.schema import SamplingConfig
+from ctr_pipeline.spark import temporary_conf
+from sampling import srs
+from sampling.spark_job import draw, key_column
+
+pytestmark = pytest.mark.spark
+
+
+def ids_frame(spark, ids, partitions, labels=None):
+    rows = [(int(i), int(labels[j]) if labels is not None else 0) for j, i in enumerate(ids)]
+    return spark.createDataFrame(rows, "row_id long, label int").repartition(partitions)
+
+
+def sets_of(drawn):
+    out = {}
+    for r in drawn.labelled.filter(F.col("_set").isNotNull()).select("_set", "row_id").collect():
+        out.setdefault(r["_set"], []).append(r["row_id"])
+    return out
+
+
+def test_spark_keys_equal_python_keys(spark):
+    ids = [0, 1, -1, 2**62, -(2**63), 2**63 - 1, 12345 << 40 | 77]
+    df = spark.createDataFrame([(i,) for i in ids], "row_id long")
+    with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
+        got = [r[0] for r in df.select(key_column(31, F.col("row_id"))).collect()]
+    assert got == [srs.key(31, i) for i in ids]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7, 12345])
+def test_spark_draw_equals_reference_under_any_partitioning(spark, seed):
+    ids = np.random.default_rng(seed).choice(10**9, size=3000, replace=False)
+    cfg = SamplingConfig(seed=seed, train=1000, validation=0.1, test=500)
+    reference, used, _ = srs.draw_in_memory({None: list(map(int, ids))},
+                                            {None: {"train": 1000, "validation": 300, "test": 500}}, seed, cfg.delta)
+    for partitions in (1, 3, 8):
+        with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
+            drawn = draw(ids_frame(spark, ids, partitions), cfg, None, len(ids))
+            got = sets_of(drawn)
+        assert drawn.seed == used
+        assert {k: len(v) for k, v in got.items()} == {"train": 1000, "validation": 300, "test": 500}
+        assert {k: srs.digest(v) for k, v in got.items()} == {k: srs.digest(v) for k, v in reference.items()}
+
+
+def test_stratified_negative_downsampling_is_exact(spark):
+    rng = np.random.default_rng(3)
+    ids = rng.choice(10**9, size=4000, replace=False)
+    labels = (rng.random(4000) < 0.1).astype(int)
+    cfg = SamplingConfig(seed=5, train=0.8, validation=0.1, test=0.1, stratify_by="label",
+                         strata_rates={"0": 0.25})
+    with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
+        df = ids_frame(spark, ids, 4, labels)
+        drawn = draw(df, cfg, F.col("label").cast("string"), 4000)
+        counts = {(r["_set"], r["label"]): r["count"] for r in
+                  drawn.labelled.filter(F.col("_set").isNotNull()).groupBy("_set", "label").count().collect()}
+    for stratum, per_set in drawn.targets.items():
+        for name, k in per_set.items():
+            assert counts.get((name, int(stratum)), 0) == k
+    n0, n1 = drawn.counts["0"], drawn.counts["1"]
+    assert drawn.targets["0"]["train"] == int(round(drawn.targets["0"]["train"]))
+    assert abs(counts[("train", 0)] / n0 - 0.25 * 0.8) < 0.01 and abs(counts[("train", 1)] / n1 - 0.8) < 0.01
+    assert abs(counts[("test", 0)] / n0 - 0.1) < 0.01           # test keeps the natural rate
+
+
+def run_sample(spark, tmp_path, demo_tsv, *sets):
+    cfg = build_config([parse_set_option(s) for s in sets] + [flag_layer("--input", "input.path", str(demo_tsv))])
+    run = RunDir(tmp_path / "run")
+    return run, run_stage("sample", cfg, run, lambda: spark, force=True)
+
+
+def test_sample_stage_writes_sets_and_report(spark, tmp_path, demo_tsv):
+    run, rec = run_sample(spark, tmp_path, demo_tsv, "sampling.train=3000", "sampling.validation=0.1",
+                          "sampling.test=1000")
+    assert rec["rows"] == {"train": 3000, "validation": 500, "test": 1000}
+    report = json.loads((run.path_of("sample") / "sample_report.json").read_text())
+    assert report["method"] == "scalable_srs" and report["n"] == 5000 and report["attempts"] >= 1
+    assert {k: v["obtained"] for k, v in report["sets"].items()} == rec["rows"]
+    ids = {name: [r[0] for r in spark.read.parquet(str(run.path_of("sample") / name)).select("row_id").collect()]
+           for name in rec["rows"]}
+    assert {k: srs.digest(v) for k, v in ids.items()} == {k: v["digest"] for k, v in report["sets"].items()}
+    assert not set(ids["train"]) & set(ids["test"]) and not set(ids["validation"]) & set(ids["test"])
+    assert sorted(p.name for p in run.path_of("sample").iterdir()) == \
+        ["sample_report.json", "test", "train", "validation"]
+
+
+def test_sample_stage_errors(spark, tmp_path, demo_tsv):
+    with pytest.raises(InputDataError, match="add up to 6,000 rows but the input has only 5,000 good rows"):
+        run_sample(spark, tmp_path, demo_tsv, "sampling.train=5000", "sampling.test=1000", "sampling.validation=0")
+    with pytest.raises(InputDataError, match="stratify_by column 'clicked' is not in the input"):
+        run_sample(spark, tmp_path, demo_tsv, "sampling.stratify_by=clicked")
