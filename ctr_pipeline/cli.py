@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, help="sampling seed (sampling.seed)")
             p.add_argument("--delta", type=float, help="ScalableSRS failure probability (sampling.delta)")
             p.add_argument("--stratify-by", metavar="COLUMN", help="stratify sets by this column (e.g. label)")
+            p.add_argument("--engine", choices=("spark", "mrjob"), help="sampler implementation (sampling.engine)")
         p.set_defaults(handler=cmd_stages, stages=STAGES if name == "run" else (name,))
     p = sub.add_parser("demo-data", help="write seeded demo data in the Criteo DAC layout")
     p.add_argument("--rows", type=int, default=100_000, help="number of rows (default 100000)")
@@ -101,7 +102,8 @@ def _sampling_flag_layers(args: argparse.Namespace) -> list[Layer]:
     layers = []
     for flag, key, value in (("--seed", "sampling.seed", getattr(args, "seed", None)),
                              ("--delta", "sampling.delta", getattr(args, "delta", None)),
-                             ("--stratify-by", "sampling.stratify_by", getattr(args, "stratify_by", None))):
+                             ("--stratify-by", "sampling.stratify_by", getattr(args, "stratify_by", None)),
+                             ("--engine", "sampling.engine", getattr(args, "engine", None))):
         if value is not None:
             layers.append(flag_layer(flag, key, value))
     sizes = getattr(args, "sizes", None)

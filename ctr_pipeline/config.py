@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,7 +245,15 @@ def _check_cross_fields(cfg: Config) -> None:
     if fractions > 1.0 + 1e-9:
         raise ConfigError(f"{cfg.source_of('sampling.train')}: the fractions in sampling.train/validation/test "
                           f"sum to {fractions:g}, more than 1")
-    for name in ("train", "test"):
+    if s.out_of_time is not None:
+        if not cfg.input.time:
+            raise ConfigError(f"{cfg.source_of('sampling.out_of_time')}: sampling.out_of_time needs a time column: "
+                              "set input.time")
+        try:
+            parse_duration(s.out_of_time)
+        except ValueError as exc:
+            raise ConfigError(f"{cfg.source_of('sampling.out_of_time')}: sampling.out_of_time: {exc}") from None
+    for name in ("train",) if s.out_of_time else ("train", "test"):
         if not sizes[name]:
             raise ConfigError(f"{cfg.source_of('sampling.' + name)}: sampling.{name} must be positive (sampling."
                               "train and sampling.test are required sets)")
@@ -273,6 +282,14 @@ def _check_cross_fields(cfg: Config) -> None:
         raise ConfigError(f"{cfg.source_of('training.params')}: training.params: {', '.join(clash)} have their "
                           "own keys in the training section (eta is learning_rate, num_round is n_estimators); "
                           "set them there")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as '90m', '24h' or '2d' (units s, m, h, d)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text or "")
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a duration like 6h or 2d (a positive number and one of s, m, h, d)")
+    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
 def _check_input_columns(cfg: Config) -> None:

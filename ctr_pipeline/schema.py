@@ -57,6 +57,15 @@ class SamplingConfig:
                             "with a derived seed and says so.", gt=0.0, lt=0.5)
     stratify_by: Optional[str] = _f(None, "Column to stratify by (e.g. label): each set gets every stratum "
                                           "in proportion to its size.")
+    engine: str = _f("spark", "Which implementation draws the sample: `spark` (in the Spark job) or `mrjob` "
+                              "(the MapReduce job sampling/mr_srs.py; same rows for the same seed).",
+                     choices=("spark", "mrjob"))
+    mrjob_runner: str = _f("inline", "mrjob runner for engine mrjob: `inline`, `local` or `spark`.",
+                           choices=("inline", "local", "spark"))
+    out_of_time: Optional[str] = _f(None, "Out-of-time split: the test set is every row in the last window of "
+                                          "input.time, e.g. `24h` or `2d` (units s, m, h, d); train and "
+                                          "validation are drawn from the earlier rows and sampling.test is "
+                                          "not used.")
     strata_rates: Mapping[str, float] = _fd(dict, "Per-stratum sampling rate for the train and validation "
                                                   "sets (negative downsampling), e.g. `{\"0\": 0.01}` keeps 1% of "
                                                   "non-clicks; needs stratify_by. Recorded for evaluation.")

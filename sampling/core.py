@@ -9,19 +9,31 @@ from ctr_pipeline.schema import SPLIT_NAMES, SamplingConfig
 from . import srs
 
 Stratum = Optional[str]
+ALL_STRATA = "__all__"      # how reports and the mrjob job name the stratum of an unstratified sample
+NULL_STRATUM = "__null__"   # the stratum of rows whose stratify column is null
+
+
+def stratum_name(stratum: Stratum) -> str:
+    return ALL_STRATA if stratum is None else str(stratum)
 DOWNSAMPLED_SETS = ("train", "validation")  # strata_rates apply to these; test keeps the natural rates
+
+
+def sampled_sets(cfg: SamplingConfig) -> tuple[str, ...]:
+    """The sets ScalableSRS draws: all three, or train and validation when test is out of time."""
+    return ("train", "validation") if cfg.out_of_time else SPLIT_NAMES
 
 
 def requested_sizes(cfg: SamplingConfig, n: int) -> dict[str, int]:
     """Rows wanted per set out of ``n`` good rows; raises naming the sizes when they cannot be met."""
     if n <= 0:
-        raise InputDataError("the input has no usable rows to sample from")
-    sizes = {name: srs.resolve_size(getattr(cfg, name), n) for name in SPLIT_NAMES}
+        raise InputDataError("the input has no usable rows to sample from"
+                             + (" before the out-of-time test window" if cfg.out_of_time else ""))
+    sizes = {name: srs.resolve_size(getattr(cfg, name), n) for name in sampled_sets(cfg)}
     if sum(sizes.values()) > n:
         shown = ", ".join(f"{k}={getattr(cfg, k)!r} ({v:,} rows)" for k, v in sizes.items())
         raise InputDataError(f"sampling sizes {shown} add up to {sum(sizes.values()):,} rows but the input has "
                              f"only {n:,} good rows; lower sampling.train/validation/test")
-    for name in ("train", "test"):
+    for name in (n for n in ("train", "test") if n in sizes):
         if sizes[name] == 0:
             raise InputDataError(f"sampling.{name} = {getattr(cfg, name)!r} gives 0 rows out of {n:,}; "
                                  "use more input rows or a larger size")
@@ -75,5 +87,5 @@ def inclusion_rates(targets: Mapping[Stratum, Mapping[str, int]],
     out: dict[str, dict[str, float]] = {}
     for s, per_set in targets.items():
         for name, k in per_set.items():
-            out.setdefault(name, {})[str(s)] = k / counts[s] if counts[s] else 0.0
+            out.setdefault(name, {})[stratum_name(s)] = k / counts[s] if counts[s] else 0.0
     return out

@@ -12,22 +12,25 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from pathlib import Path
+from typing import Callable, Mapping, Optional
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from ctr_pipeline.config import parse_duration
 from ctr_pipeline.errors import InputDataError
 from ctr_pipeline.readers.spark import read_input
 from ctr_pipeline.spark import temporary_conf
+from ctr_pipeline.schema import SPLIT_NAMES
 from ctr_pipeline.stage import StageContext, StageResult
 
 from . import srs
-from .core import inclusion_rates, plan_targets
+from .core import NULL_STRATUM, inclusion_rates, plan_targets, stratum_name
 
 log = logging.getLogger("ctr_pipeline.sampling")
 MAX_ATTEMPTS = 5
-NULL_STRATUM = "__null__"
 
 
 def _signed(x: int) -> int:
@@ -99,12 +102,20 @@ def stratum_counts(df: DataFrame, stratum: Optional[Column], total: int) -> dict
     return {r["s"]: r["count"] for r in df.groupBy(stratum.alias("s")).count().collect()}
 
 
-def resolve_cuts(df: DataFrame, plans: Mapping, seed: int, stratum: Optional[Column]):
-    """One aggregation pass: rows per (stratum, region) and the waitlisted (key, row_id); then exact cuts."""
+def candidates(df: DataFrame, plans: Mapping, seed: int, stratum: Optional[Column]) -> DataFrame:
+    """The one pass over the data: keys and regions, keeping only accepted and waitlisted rows (keys
+    below each stratum's last boundary), persisted; the rest can never be sampled."""
     k = key_column(seed, F.col("row_id"))
-    region = region_column(plans, k, stratum)
-    rows = (df.select((stratum if stratum is not None else F.lit(None).cast("string")).alias("s"),
-                      k.alias("k"), F.col("row_id"), region.alias("r"))
+    keyed = df.withColumn("_k", k).withColumn("_r", region_column(plans, F.col("_k"), stratum))
+    keep = _per_stratum(stratum, {s: (F.col("_r") < F.lit(len(p.boundaries))) if p.boundaries else F.lit(True)
+                                  for s, p in plans.items()})
+    return keyed.filter(keep).persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def resolve_cuts(cands: DataFrame, plans: Mapping, stratum: Optional[Column]):
+    """Rows per (stratum, region) and the waitlisted (key, row_id) from the candidates; exact cuts."""
+    rows = (cands.select((stratum if stratum is not None else F.lit(None).cast("string")).alias("s"),
+                         F.col("_k").alias("k"), F.col("row_id"), F.col("_r").alias("r"))
             .groupBy("s", "r")
             .agg(F.count(F.lit(1)).alias("n"),
                  F.collect_list(F.when((F.col("r") % 2) == 1, F.struct("k", "row_id"))).alias("w"))
@@ -115,7 +126,7 @@ def resolve_cuts(df: DataFrame, plans: Mapping, seed: int, stratum: Optional[Col
         counts[row["s"]][row["r"]] = row["n"]
         waitlists[row["s"]] += [(w["k"], w["row_id"]) for w in row["w"]]
     cuts = {s: srs.resolve(plan, counts[s], waitlists[s]) for s, plan in plans.items()}
-    sizes = {str(s): len(w) for s, w in waitlists.items()}
+    sizes = {stratum_name(s): len(w) for s, w in waitlists.items()}
     return cuts, sizes
 
 
@@ -127,81 +138,204 @@ def _digests(spark, path: str) -> str:
 
 @dataclass
 class Drawn:
-    labelled: DataFrame              # the input with a `_set` column (null: in no set)
+    labelled: DataFrame              # the candidate rows with a `_set` column (persisted: see release)
+    set_col: Column                  # the expression behind `_set`, to apply to other frames
     plans: dict
     targets: dict
     counts: dict
     seed: int                        # the seed whose keys made the sample (a derived one after a retry)
     attempts: int
     waitlists: dict                  # waitlisted rows per stratum
+    cache: Optional[DataFrame] = None
+
+    def release(self) -> None:
+        if self.cache is not None:
+            self.cache.unpersist()
 
 
 def draw(df: DataFrame, s_cfg, stratum: Optional[Column], total: int) -> Drawn:
-    """Plan, resolve (retrying with derived seeds) and label ``df`` with its set; call with ANSI off."""
+    """Plan, resolve (retrying with derived seeds) and label the candidates with their set; call with
+    ANSI off and call ``release()`` when the sets are written."""
     counts = stratum_counts(df, stratum, total)
     targets = plan_targets(s_cfg, counts)
     plans = {s: srs.plan_stratum(s, counts[s], targets[s], s_cfg.delta) for s in counts}
     seed, attempts = s_cfg.seed, 0
     while True:
         attempts += 1
+        cands = candidates(df, plans, seed, stratum)
         try:
-            cuts, waits = resolve_cuts(df, plans, seed, stratum)
+            cuts, waits = resolve_cuts(cands, plans, stratum)
             break
         except srs.ShortWaitlist as short:
+            cands.unpersist()
             if attempts >= MAX_ATTEMPTS:
                 raise InputDataError(f"ScalableSRS found no exact sample in {attempts} attempts ({short}); "
                                      "lower sampling.delta") from None
             seed = srs.derived_seed(s_cfg.seed, attempts)
             log.warning("sample: %s (probability <= 2*delta); retrying with derived seed %d", short, seed)
-    k = key_column(seed, F.col("row_id"))
-    labelled = df.withColumn("_set", set_column(plans, cuts, k, F.col("row_id"), stratum))
-    return Drawn(labelled, plans, targets, counts, seed, attempts, waits)
+    set_col = set_column(plans, cuts, key_column(seed, F.col("row_id")), F.col("row_id"), stratum)
+    labelled = cands.withColumn("_set", set_column(plans, cuts, F.col("_k"), F.col("row_id"), stratum))
+    return Drawn(labelled.drop("_k", "_r"), set_col, plans, targets, counts, seed, attempts, waits, cands)
+
+
+def stratum_column(cfg, df: DataFrame) -> Optional[Column]:
+    column = cfg.sampling.stratify_by
+    if not column:
+        return None
+    if column not in df.columns:
+        raise InputDataError(f"{cfg.source_of('sampling.stratify_by')}: sampling.stratify_by column {column!r} is "
+                             f"not in the input (columns: {', '.join(df.columns)})")
+    return F.coalesce(F.col(column).cast("string"), F.lit(NULL_STRATUM))
+
+
+def out_of_time_window(cfg, df: DataFrame) -> tuple[Column, dict]:
+    """(is-test column, facts): test = rows whose time lies in the last window up to the latest time."""
+    column, seconds = cfg.input.time, parse_duration(cfg.sampling.out_of_time)
+    facts = df.agg(F.max(column).alias("latest"), F.count(F.lit(1)).alias("rows"),
+                   F.count(column).alias("timed")).first()
+    if facts["latest"] is None:
+        raise InputDataError(f"input.time column {column!r} has no values: out-of-time split impossible")
+    cutoff = facts["latest"] - seconds
+    is_test = F.coalesce(F.col(column) > F.lit(cutoff), F.lit(False))
+    info = {"column": column, "window_seconds": seconds, "latest": facts["latest"], "cutoff": cutoff,
+            "rows_without_time": facts["rows"] - facts["timed"]}
+    return is_test, info
+
+
+@dataclass
+class Selection:
+    """What the engine chose: the rows with their `_set`, the plan and how it was drawn."""
+
+    labelled: DataFrame
+    requested: dict
+    report: dict
+    release: Callable[[], None] = lambda: None
+
+
+@dataclass
+class Pool:
+    """The rows ScalableSRS draws from: all of them, or those before the out-of-time test window."""
+
+    rows: DataFrame
+    size: int
+    is_test: Optional[Column] = None
+    out_of_time: Optional[dict] = None
+
+    def label(self, df: DataFrame, set_col: Column) -> DataFrame:
+        if self.is_test is None:
+            return df.withColumn("_set", set_col)
+        return df.withColumn("_set", F.when(self.is_test, F.lit("test")).otherwise(set_col))
+
+
+def sampling_pool(cfg, df: DataFrame, total: int) -> Pool:
+    if not cfg.sampling.out_of_time:
+        return Pool(df, total)
+    is_test, oot = out_of_time_window(cfg, df)
+    rows = df.filter(~is_test)
+    size = rows.count()
+    oot["test_rows"] = total - size
+    if oot["test_rows"] == 0:
+        raise InputDataError(f"sampling.out_of_time {cfg.sampling.out_of_time!r} leaves the test set empty")
+    return Pool(rows, size, is_test, oot)
+
+
+def _selection(cfg, pool: Pool, labelled: DataFrame, targets: dict, counts: dict, engine: dict) -> Selection:
+    s_cfg = cfg.sampling
+    requested = {name: sum(t.get(name, 0) for t in targets.values()) for name in SPLIT_NAMES}
+    if pool.out_of_time is not None:
+        requested["test"] = pool.out_of_time["test_rows"]
+    report = {"method": "scalable_srs", **engine, "seed": s_cfg.seed, "delta": s_cfg.delta,
+              "n": sum(counts.values()) + (pool.out_of_time or {}).get("test_rows", 0),
+              "stratify_by": s_cfg.stratify_by,
+              "strata": {stratum_name(s): {"n": counts[s], "requested": targets[s],
+                                           "waitlist": engine.get("waitlist", {}).get(stratum_name(s))}
+                         for s in counts},
+              "inclusion_rates": inclusion_rates(targets, counts), "out_of_time": pool.out_of_time}
+    report.pop("waitlist", None)
+    return Selection(labelled, {k: v for k, v in requested.items() if v}, report)
+
+
+def select_with_spark(cfg, df: DataFrame, total: int) -> Selection:
+    """ScalableSRS on Spark; with out_of_time, test is the last window and the rest is sampled."""
+    pool = sampling_pool(cfg, df, total)
+    drawn = draw(pool.rows, cfg.sampling, stratum_column(cfg, df), pool.size)
+    engine = {"engine": "spark", "seed_used": drawn.seed, "attempts": drawn.attempts, "waitlist": drawn.waitlists}
+    # without a time window every sampled row is a candidate; with one, test rows come from the full input
+    labelled = drawn.labelled if pool.is_test is None else pool.label(df, drawn.set_col)
+    selection = _selection(cfg, pool, labelled, drawn.targets, drawn.counts, engine)
+    selection.release = drawn.release
+    return selection
+
+
+def select_with_mrjob(cfg, spark, df: DataFrame, total: int, workdir: Path) -> Selection:
+    """ScalableSRS as the mrjob job (sampling/mr_srs.py) over JSON lines of (row_id, stratum column)."""
+    from . import mr_srs
+
+    s_cfg = cfg.sampling
+    stratum_column(cfg, df)  # checks the column exists
+    pool = sampling_pool(cfg, df, total)
+    keep = ["row_id"] + ([s_cfg.stratify_by] if s_cfg.stratify_by else [])
+    pool.rows.select(*keep).write.json(str(workdir / "input"))
+    inputs = [str(p) for p in sorted((workdir / "input").glob("part-*"))]
+    log.info("sample: running the mrjob sampler (-r %s) on %s rows", s_cfg.mrjob_runner, f"{pool.size:,}")
+    info = mr_srs.run_srs(inputs, workdir / "job", lambda counts: plan_targets(s_cfg, counts), s_cfg.seed,
+                          s_cfg.delta, runner=s_cfg.mrjob_runner, stratify_by=s_cfg.stratify_by,
+                          max_attempts=MAX_ATTEMPTS, log=lambda msg: log.warning("sample: %s", msg))
+    lines = spark.read.text(str(workdir / "job" / "assigned"))
+    chosen = lines.select(F.substring_index("value", "\t", 1).alias("_set"),
+                          F.get_json_object(F.expr("substring(value, instr(value, '\t') + 1)"), "$.row_id")
+                          .cast("long").alias("row_id"))
+    joined = df.join(chosen, "row_id", "left")
+    labelled = joined
+    if pool.is_test is not None:
+        labelled = joined.withColumn("_set", F.when(pool.is_test, F.lit("test")).otherwise(F.col("_set")))
+    engine = {"engine": "mrjob", "mrjob_runner": s_cfg.mrjob_runner, "seed_used": info["seed_used"],
+              "attempts": info["attempts"], "waitlist": info["waitlists"]}
+    return _selection(cfg, pool, labelled, info["targets"], info["counts"], engine)
+
+
+def write_sets(spark, labelled: DataFrame, out: Path) -> tuple[dict, dict]:
+    """One partitioned write of every set to ``out/<set>/``; (rows, digests) per set."""
+    scratch = out / "_sets"
+    labelled.filter(F.col("_set").isNotNull()).write.partitionBy("_set").parquet(str(scratch))
+    rows, digests = {}, {}
+    for name in SPLIT_NAMES:
+        part = scratch / f"_set={name}"
+        if not part.is_dir():
+            continue
+        os.replace(part, out / name)
+        rows[name] = spark.read.parquet(str(out / name)).count()
+        digests[name] = _digests(spark, str(out / name))
+        log.info("sample: %s: %s rows", name, f"{rows[name]:,}")
+    shutil.rmtree(scratch)
+    return rows, digests
 
 
 def run(ctx: StageContext) -> StageResult:
     cfg, spark = ctx.cfg, ctx.spark
-    s_cfg = cfg.sampling
     log.info("sample: reading %s (%s)", cfg.input.path, cfg.input.format)
     report = read_input(spark, cfg, str(ctx.out / "_quarantine"))
-    df = report.good
     try:
         log.info("sample: %s rows read from %d file(s), %s quarantined", f"{report.rows_read:,}",
                  len(report.files), f"{report.rows_bad:,}")
-        stratum = None
-        if s_cfg.stratify_by:
-            if s_cfg.stratify_by not in df.columns:
-                raise InputDataError(f"{cfg.source_of('sampling.stratify_by')}: sampling.stratify_by column "
-                                     f"{s_cfg.stratify_by!r} is not in the input (columns: {', '.join(df.columns)})")
-            stratum = F.coalesce(F.col(s_cfg.stratify_by).cast("string"), F.lit(NULL_STRATUM))
+        total = report.rows_read - report.rows_bad
         with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
-            drawn = draw(df, s_cfg, stratum, report.rows_read - report.rows_bad)
-            drawn.labelled.filter(F.col("_set").isNotNull()).write.partitionBy("_set").parquet(str(ctx.out / "_sets"))
-        plans, targets, counts = drawn.plans, drawn.targets, drawn.counts
-        seed, attempts, waits = drawn.seed, drawn.attempts, drawn.waitlists
-        rows, digests = {}, {}
-        for name in (n for n in ("train", "validation", "test") if any(n in p.sets for p in plans.values())):
-            os.replace(ctx.out / "_sets" / f"_set={name}", ctx.out / name)
-            rows[name] = spark.read.parquet(str(ctx.out / name)).count()
-            digests[name] = _digests(spark, str(ctx.out / name))
-            log.info("sample: %s: %s rows", name, f"{rows[name]:,}")
-        shutil.rmtree(ctx.out / "_sets")
+            if cfg.sampling.engine == "mrjob":
+                chosen = select_with_mrjob(cfg, spark, report.good, total, ctx.out / "_mrjob")
+            else:
+                chosen = select_with_spark(cfg, report.good, total)
+            rows, digests = write_sets(spark, chosen.labelled, ctx.out)
+            chosen.release()
+        shutil.rmtree(ctx.out / "_mrjob", ignore_errors=True)
     finally:
-        df.unpersist()
-    requested = {name: sum(t.get(name, 0) for t in targets.values()) for name in rows}
-    if rows != requested:  # a broken invariant, never a silent wrong size
-        raise RuntimeError(f"ScalableSRS wrote {rows} rows but planned {requested}")
-    sample_report = {
-        "method": "scalable_srs", "seed": s_cfg.seed, "seed_used": seed, "attempts": attempts,
-        "delta": s_cfg.delta, "n": sum(counts.values()), "stratify_by": s_cfg.stratify_by,
-        "sets": {name: {"requested": requested[name], "obtained": rows[name], "digest": digests[name]}
-                 for name in rows},
-        "strata": {str(s): {"n": counts[s], "requested": targets[s], "waitlist": waits[str(s)]} for s in counts},
-        "inclusion_rates": inclusion_rates(targets, counts),
-    }
+        report.good.unpersist()
+    if rows != chosen.requested:  # a broken invariant, never a silent wrong size
+        raise RuntimeError(f"ScalableSRS wrote {rows} rows but planned {chosen.requested}")
+    sample_report = {**chosen.report, "sets": {name: {"requested": chosen.requested[name], "obtained": rows[name],
+                                                      "digest": digests[name]} for name in rows}}
     (ctx.out / "sample_report.json").write_text(json.dumps(sample_report, indent=2) + "\n")
     details = {**sample_report, "input": report.summary(), "num_features": report.num_features}
+    retried = sample_report["attempts"] - 1
     summary = [f"input: {report.rows_read:,} rows, {report.rows_bad:,} quarantined; ScalableSRS "
-               + ", ".join(f"{k} {v:,}" for k, v in rows.items())
-               + (f" (retried {attempts - 1}x)" if attempts > 1 else "")]
+               + ", ".join(f"{k} {v:,}" for k, v in rows.items()) + (f" (retried {retried}x)" if retried else "")]
     return StageResult(rows=rows, details=details, summary=summary)
-

@@ -145,13 +145,19 @@ def resolve(plan: StratumPlan, region_counts: Mapping[int, int],
             waitlist: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """Exact cuts: per set, the largest (key, row_id) that belongs to it or to an earlier set.
 
-    ``region_counts`` maps region -> rows; ``waitlist`` holds the (key, row_id) of every row in a
-    waitlist region. A row belongs to the first set j with (key, row_id) <= cut_j, or to none.
+    ``region_counts`` maps region -> rows; the last region (keys above every waitlist: rejected rows)
+    may be left out, its count is what ``plan.n`` leaves. ``waitlist`` holds the (key, row_id) of every
+    row in a waitlist region. A row belongs to the first set j with (key, row_id) <= cut_j, or to none.
     Raises ShortWaitlist when a cut falls inside a certain region, ValueError on inconsistent input.
     """
-    counted = sum(region_counts.values())
-    if counted != plan.n:
-        raise ValueError(f"stratum {plan.stratum!r}: regions hold {counted} rows, expected {plan.n}")
+    last = len(plan.boundaries)
+    region_counts = dict(region_counts)
+    counted = sum(n for r, n in region_counts.items() if r != last)
+    if last not in region_counts:
+        region_counts[last] = plan.n - counted
+    if counted + region_counts[last] != plan.n or region_counts[last] < 0:
+        raise ValueError(f"stratum {plan.stratum!r}: regions hold {counted + region_counts[last]} rows, "
+                         f"expected {plan.n}")
     by_region: dict[int, list[tuple[int, int]]] = {}
     for item in waitlist:
         by_region.setdefault(plan.region(item[0]), []).append(item)

@@ -113,12 +113,12 @@ def test_sampling_flags_become_config(tmp_path):
 
     args = build_parser().parse_args(["sample", "--out", str(tmp_path / "r"), "--sizes",
                                       "train=100000,validation=0.1,test=0.5", "--seed", "9", "--delta", "1e-6",
-                                      "--stratify-by", "label"])
+                                      "--stratify-by", "label", "--engine", "mrjob"])
     cfg = config_from_args(args, None)
     assert (cfg.sampling.train, cfg.sampling.validation, cfg.sampling.test) == (100000, 0.1, 0.5)
     assert isinstance(cfg.sampling.train, int) and isinstance(cfg.sampling.test, float)
     assert (cfg.sampling.seed, cfg.sampling.delta, cfg.sampling.stratify_by) == (9, 1e-6, "label")
-    assert cfg.source_of("sampling.train") == "--sizes"
+    assert cfg.source_of("sampling.train") == "--sizes" and cfg.sampling.engine == "mrjob"
 
 
 def test_config_command_shows_sources(tmp_path):

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-CORES = ["sampling.core", "features.core", "training.core", "evaluation.core", "ctr_pipeline.readers.core",
+CORES = ["sampling.core", "sampling.srs", "features.core", "training.core", "evaluation.core", "ctr_pipeline.readers.core",
          "ctr_pipeline.config", "ctr_pipeline.demo_data", "ctr_pipeline.runs", "ctr_pipeline.cli",
          "ctr_pipeline.pipeline"]
 

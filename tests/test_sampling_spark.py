@@ -98,3 +98,41 @@ def test_sample_stage_errors(spark, tmp_path, demo_tsv):
         run_sample(spark, tmp_path, demo_tsv, "sampling.train=5000", "sampling.test=1000", "sampling.validation=0")
     with pytest.raises(InputDataError, match="stratify_by column 'clicked' is not in the input"):
         run_sample(spark, tmp_path, demo_tsv, "sampling.stratify_by=clicked")
+
+
+def test_out_of_time_split(spark, tmp_path):
+    """test = the last 6 hours; train/validation are exact samples of the earlier rows."""
+    path = tmp_path / "clicks.csv"
+    start = 1_510_000_000
+    lines = ["ip,click_time,y"]
+    for i in range(2000):
+        t = start + i * 60                      # one row a minute: the last 6h hold 360 rows
+        lines.append(f"{i % 50},{t},{int(i % 17 == 0)}")
+    lines.append("7,,0")                        # no time: never in the out-of-time test set
+    path.write_text("\n".join(lines) + "\n")
+    run, rec = run_sample(spark, tmp_path, path, "input.format=csv", "input.label=y", "input.categorical=[ip]",
+                          "input.time=click_time", "input.time_format=epoch", "sampling.out_of_time=6h",
+                          "sampling.train=0.5", "sampling.validation=100")
+    report = json.loads((run.path_of("sample") / "sample_report.json").read_text())
+    assert rec["rows"] == {"train": 821, "validation": 100, "test": 360}
+    assert report["out_of_time"]["rows_without_time"] == 1 and report["out_of_time"]["test_rows"] == 360
+    test_times = [r[0] for r in spark.read.parquet(str(run.path_of("sample") / "test")).select("click_time").collect()]
+    train_times = [r[0] for r in spark.read.parquet(str(run.path_of("sample") / "train"))
+                   .select("click_time").collect() if r[0] is not None]
+    assert min(test_times) > max(train_times) and max(test_times) == start + 1999 * 60
+
+
+@pytest.mark.parametrize("runner", ["inline", "local", "spark"])
+def test_mrjob_engine_selects_the_same_rows_as_spark(spark, tmp_path, demo_tsv, runner):
+    sets = ["sampling.train=2000", "sampling.validation=0.1", "sampling.test=0.2", "sampling.seed=17",
+            "sampling.stratify_by=label"]
+    spark_run, spark_rec = run_sample(spark, tmp_path / "spark", demo_tsv, *sets)
+    mr_run, mr_rec = run_sample(spark, tmp_path / "mr", demo_tsv, *sets, "sampling.engine=mrjob",
+                                f"sampling.mrjob_runner={runner}")
+    a = json.loads((spark_run.path_of("sample") / "sample_report.json").read_text())
+    b = json.loads((mr_run.path_of("sample") / "sample_report.json").read_text())
+    assert b["engine"] == "mrjob" and b["mrjob_runner"] == runner
+    assert mr_rec["rows"] == spark_rec["rows"] == {"train": 2000, "validation": 500, "test": 1000}
+    assert {k: v["digest"] for k, v in a["sets"].items()} == {k: v["digest"] for k, v in b["sets"].items()}
+    assert spark.read.parquet(str(mr_run.path_of("sample") / "train")).columns == \
+        spark.read.parquet(str(spark_run.path_of("sample") / "train")).columns
