@@ -44,7 +44,7 @@ def run_method(spark, path: Path, method: str, fraction: float, seed: int) -> di
 
     from ctr_pipeline.schema import SamplingConfig
     from ctr_pipeline.spark import temporary_conf
-    from sampling.spark_job import draw
+    from sampling.spark_srs import draw
 
     df = spark.read.parquet(str(path))
     df.select(F.sum("row_id")).collect()                  # warm-up: JVM, Python workers, file cache
@@ -61,13 +61,12 @@ def run_method(spark, path: Path, method: str, fraction: float, seed: int) -> di
     else:
         cfg = SamplingConfig(seed=seed, train=k, validation=0, test=1)
         with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
-            drawn = draw(df, cfg, None, df.count())
-            drawn.labelled.filter(F.col("_set") == "train").drop("_set").write.parquet(target)
-            drawn.release()
+            drawn = draw(spark, df, cfg, None, df.count(), Path(target))
+        target = str(Path(target) / "train")
         extra = {"waitlist": list(drawn.waitlists.values())[0], "attempts": drawn.attempts}
     seconds = time.perf_counter() - t0
     obtained = spark.read.parquet(target).count()
-    shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(Path(target).parent if method == "scalable_srs" else target, ignore_errors=True)
     return {"seconds": seconds, "requested": k, "obtained": obtained, **extra}
 
 

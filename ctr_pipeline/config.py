@@ -257,6 +257,17 @@ def _check_cross_fields(cfg: Config) -> None:
         if not sizes[name]:
             raise ConfigError(f"{cfg.source_of('sampling.' + name)}: sampling.{name} must be positive (sampling."
                               "train and sampling.test are required sets)")
+    for name, per_stratum in s.strata_sizes.items():
+        where = cfg.source_of("sampling.strata_sizes")
+        if not s.stratify_by:
+            raise ConfigError(f"{where}: sampling.strata_sizes needs sampling.stratify_by (e.g. label)")
+        if name not in SPLIT_NAMES or not isinstance(per_stratum, dict):
+            raise ConfigError(f"{where}: sampling.strata_sizes: expected {{SET: {{STRATUM: rows}}}} with SET one of "
+                              f"{', '.join(SPLIT_NAMES)}, got {name!r}: {per_stratum!r}")
+        for value, rows in per_stratum.items():
+            if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+                raise ConfigError(f"{where}: sampling.strata_sizes[{name!r}][{value!r}] must be a row count >= 0, "
+                                  f"got {rows!r}")
     if s.strata_rates and not s.stratify_by:
         raise ConfigError(f"{cfg.source_of('sampling.strata_rates')}: sampling.strata_rates needs "
                           "sampling.stratify_by (e.g. label)")

@@ -66,6 +66,9 @@ class SamplingConfig:
                                           "input.time, e.g. `24h` or `2d` (units s, m, h, d); train and "
                                           "validation are drawn from the earlier rows and sampling.test is "
                                           "not used.")
+    strata_sizes: Mapping[str, Any] = _fd(dict, "Explicit rows per stratum for a set, overriding the "
+                                                "proportional split, e.g. `{train: {\"1\": 10000, \"0\": 50000}}`; "
+                                                "needs stratify_by.")
     strata_rates: Mapping[str, float] = _fd(dict, "Per-stratum sampling rate for the train and validation "
                                                   "sets (negative downsampling), e.g. `{\"0\": 0.01}` keeps 1% of "
                                                   "non-clicks; needs stratify_by. Recorded for evaluation.")

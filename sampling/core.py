@@ -76,7 +76,21 @@ def plan_targets(cfg: SamplingConfig, counts: Mapping[Stratum, int]) -> dict[Str
     for s, per_set in targets.items():
         rate = cfg.strata_rates.get(str(s), 1.0)
         for name in DOWNSAMPLED_SETS:
-            per_set[name] = int(per_set[name] * rate + 0.5)
+            if name in per_set:
+                per_set[name] = int(per_set[name] * rate + 0.5)
+    for name, given in cfg.strata_sizes.items():
+        per_stratum = {str(k): v for k, v in given.items()}  # YAML may give 0/1 as integers
+        unknown = sorted(set(map(str, per_stratum)) - {str(s) for s in counts})
+        if unknown:
+            raise InputDataError(f"sampling.strata_sizes[{name!r}] names value(s) {', '.join(unknown)} that column "
+                                 f"{cfg.stratify_by!r} does not have (it has {', '.join(map(str, counts))})")
+        for s in counts:
+            if str(s) in per_stratum and name in targets[s]:
+                targets[s][name] = int(per_stratum[str(s)])
+    for s, per_set in targets.items():
+        if sum(per_set.values()) > counts[s]:
+            raise InputDataError(f"stratum {s!r} of {cfg.stratify_by!r} has {counts[s]:,} rows but the sets ask "
+                                 f"for {per_set}; lower sampling.strata_sizes or the set sizes")
     return targets
 
 

@@ -1,9 +1,9 @@
 """Spark adapter of the sampling stage: ScalableSRS over the validated input, no global sort.
 
-Passes over the (cached) good rows: rows per stratum (skipped without stratify_by: the reader counted
-them), one aggregation that counts rows per key region and collects the small waitlists to the driver,
-and one write of all sets, partitioned by set. Each set lands in ``splits/<name>/`` with its stable
-``row_id``; ``splits/sample_report.json`` records sizes, waitlists, seeds and digests.
+Each set lands in ``splits/<name>/`` (Parquet with the stable ``row_id``) and
+``splits/sample_report.json`` records requested and obtained sizes, strata, waitlists, seeds and
+digests. The engine is the Spark job (:mod:`sampling.spark_srs`) or the mrjob job
+(:mod:`sampling.mr_srs`); both run the same core and select the same rows.
 """
 from __future__ import annotations
 
@@ -13,169 +13,23 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Optional
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ctr_pipeline.config import parse_duration
 from ctr_pipeline.errors import InputDataError
 from ctr_pipeline.readers.spark import read_input
-from ctr_pipeline.spark import temporary_conf
 from ctr_pipeline.schema import SPLIT_NAMES
+from ctr_pipeline.spark import temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 
 from . import srs
 from .core import NULL_STRATUM, inclusion_rates, plan_targets, stratum_name
+from .spark_srs import MAX_ATTEMPTS, draw
 
 log = logging.getLogger("ctr_pipeline.sampling")
-MAX_ATTEMPTS = 5
-
-
-def _signed(x: int) -> int:
-    return x - (1 << 64) if x >= 1 << 63 else x
-
-
-def key_column(seed: int, row_id: Column) -> Column:
-    """:func:`sampling.srs.key` as a native Spark expression (64-bit long arithmetic wraps; ANSI off)."""
-    z = row_id.bitwiseXOR(F.lit(_signed(srs.seed_salt(seed)))) + F.lit(_signed(srs.GOLDEN))
-    z = z.bitwiseXOR(F.shiftrightunsigned(z, 30)) * F.lit(_signed(srs.MIX1))
-    z = z.bitwiseXOR(F.shiftrightunsigned(z, 27)) * F.lit(_signed(srs.MIX2))
-    return z.bitwiseXOR(F.shiftrightunsigned(z, 31)).bitwiseXOR(F.lit(-(1 << 63)))
-
-
-def _below(k: Column, bound: int) -> Column:
-    """k < bound, where bound may lie past either end of the long range."""
-    if bound > srs.MAX_KEY:
-        return F.lit(True)
-    if bound <= srs.MIN_KEY:
-        return F.lit(False)
-    return k < F.lit(bound)
-
-
-def _at_or_below(k: Column, rid: Column, cut: tuple[int, int]) -> Column:
-    """(k, row_id) <= cut in lexicographic order."""
-    ck, cr = cut
-    if ck > srs.MAX_KEY:
-        return F.lit(True)
-    if ck < srs.MIN_KEY:
-        return F.lit(False)
-    return (k < F.lit(ck)) | ((k == F.lit(ck)) & (rid <= F.lit(cr)))
-
-
-def _per_stratum(stratum: Optional[Column], cases: Mapping[Optional[str], Column]) -> Column:
-    if stratum is None:
-        return cases[None]
-    expr = None
-    for value, case in cases.items():
-        expr = F.when(stratum == F.lit(value), case) if expr is None else expr.when(stratum == F.lit(value), case)
-    return expr
-
-
-def region_column(plans: Mapping, k: Column, stratum: Optional[Column]) -> Column:
-    cases = {}
-    for s, plan in plans.items():
-        expr = None
-        for r, bound in enumerate(plan.boundaries):
-            cond = _below(k, bound)
-            expr = F.when(cond, F.lit(r)) if expr is None else expr.when(cond, F.lit(r))
-        last = F.lit(len(plan.boundaries))
-        cases[s] = last if expr is None else expr.otherwise(last)
-    return _per_stratum(stratum, cases)
-
-
-def set_column(plans: Mapping, cuts: Mapping, k: Column, rid: Column, stratum: Optional[Column]) -> Column:
-    cases = {}
-    for s, plan in plans.items():
-        expr = None
-        for name, cut in zip(plan.sets, cuts[s]):
-            cond = _at_or_below(k, rid, cut)
-            expr = F.when(cond, F.lit(name)) if expr is None else expr.when(cond, F.lit(name))
-        cases[s] = F.lit(None).cast("string") if expr is None else expr
-    return _per_stratum(stratum, cases)
-
-
-def stratum_counts(df: DataFrame, stratum: Optional[Column], total: int) -> dict[Optional[str], int]:
-    if stratum is None:
-        return {None: total}
-    return {r["s"]: r["count"] for r in df.groupBy(stratum.alias("s")).count().collect()}
-
-
-def candidates(df: DataFrame, plans: Mapping, seed: int, stratum: Optional[Column]) -> DataFrame:
-    """The one pass over the data: keys and regions, keeping only accepted and waitlisted rows (keys
-    below each stratum's last boundary), persisted; the rest can never be sampled."""
-    k = key_column(seed, F.col("row_id"))
-    keyed = df.withColumn("_k", k).withColumn("_r", region_column(plans, F.col("_k"), stratum))
-    keep = _per_stratum(stratum, {s: (F.col("_r") < F.lit(len(p.boundaries))) if p.boundaries else F.lit(True)
-                                  for s, p in plans.items()})
-    return keyed.filter(keep).persist(StorageLevel.MEMORY_AND_DISK)
-
-
-def resolve_cuts(cands: DataFrame, plans: Mapping, stratum: Optional[Column]):
-    """Rows per (stratum, region) and the waitlisted (key, row_id) from the candidates; exact cuts."""
-    rows = (cands.select((stratum if stratum is not None else F.lit(None).cast("string")).alias("s"),
-                         F.col("_k").alias("k"), F.col("row_id"), F.col("_r").alias("r"))
-            .groupBy("s", "r")
-            .agg(F.count(F.lit(1)).alias("n"),
-                 F.collect_list(F.when((F.col("r") % 2) == 1, F.struct("k", "row_id"))).alias("w"))
-            .collect())
-    counts: dict = {s: {} for s in plans}
-    waitlists: dict = {s: [] for s in plans}
-    for row in rows:
-        counts[row["s"]][row["r"]] = row["n"]
-        waitlists[row["s"]] += [(w["k"], w["row_id"]) for w in row["w"]]
-    cuts = {s: srs.resolve(plan, counts[s], waitlists[s]) for s, plan in plans.items()}
-    sizes = {stratum_name(s): len(w) for s, w in waitlists.items()}
-    return cuts, sizes
-
-
-def _digests(spark, path: str) -> str:
-    parts = (spark.read.parquet(path).select("row_id").rdd
-             .mapPartitions(lambda it: [srs.digest(r[0] for r in it)]).collect())
-    return srs.combine_digests(parts)
-
-
-@dataclass
-class Drawn:
-    labelled: DataFrame              # the candidate rows with a `_set` column (persisted: see release)
-    set_col: Column                  # the expression behind `_set`, to apply to other frames
-    plans: dict
-    targets: dict
-    counts: dict
-    seed: int                        # the seed whose keys made the sample (a derived one after a retry)
-    attempts: int
-    waitlists: dict                  # waitlisted rows per stratum
-    cache: Optional[DataFrame] = None
-
-    def release(self) -> None:
-        if self.cache is not None:
-            self.cache.unpersist()
-
-
-def draw(df: DataFrame, s_cfg, stratum: Optional[Column], total: int) -> Drawn:
-    """Plan, resolve (retrying with derived seeds) and label the candidates with their set; call with
-    ANSI off and call ``release()`` when the sets are written."""
-    counts = stratum_counts(df, stratum, total)
-    targets = plan_targets(s_cfg, counts)
-    plans = {s: srs.plan_stratum(s, counts[s], targets[s], s_cfg.delta) for s in counts}
-    seed, attempts = s_cfg.seed, 0
-    while True:
-        attempts += 1
-        cands = candidates(df, plans, seed, stratum)
-        try:
-            cuts, waits = resolve_cuts(cands, plans, stratum)
-            break
-        except srs.ShortWaitlist as short:
-            cands.unpersist()
-            if attempts >= MAX_ATTEMPTS:
-                raise InputDataError(f"ScalableSRS found no exact sample in {attempts} attempts ({short}); "
-                                     "lower sampling.delta") from None
-            seed = srs.derived_seed(s_cfg.seed, attempts)
-            log.warning("sample: %s (probability <= 2*delta); retrying with derived seed %d", short, seed)
-    set_col = set_column(plans, cuts, key_column(seed, F.col("row_id")), F.col("row_id"), stratum)
-    labelled = cands.withColumn("_set", set_column(plans, cuts, F.col("_k"), F.col("row_id"), stratum))
-    return Drawn(labelled.drop("_k", "_r"), set_col, plans, targets, counts, seed, attempts, waits, cands)
 
 
 def stratum_column(cfg, df: DataFrame) -> Optional[Column]:
@@ -203,16 +57,6 @@ def out_of_time_window(cfg, df: DataFrame) -> tuple[Column, dict]:
 
 
 @dataclass
-class Selection:
-    """What the engine chose: the rows with their `_set`, the plan and how it was drawn."""
-
-    labelled: DataFrame
-    requested: dict
-    report: dict
-    release: Callable[[], None] = lambda: None
-
-
-@dataclass
 class Pool:
     """The rows ScalableSRS draws from: all of them, or those before the out-of-time test window."""
 
@@ -220,11 +64,6 @@ class Pool:
     size: int
     is_test: Optional[Column] = None
     out_of_time: Optional[dict] = None
-
-    def label(self, df: DataFrame, set_col: Column) -> DataFrame:
-        if self.is_test is None:
-            return df.withColumn("_set", set_col)
-        return df.withColumn("_set", F.when(self.is_test, F.lit("test")).otherwise(set_col))
 
 
 def sampling_pool(cfg, df: DataFrame, total: int) -> Pool:
@@ -239,7 +78,9 @@ def sampling_pool(cfg, df: DataFrame, total: int) -> Pool:
     return Pool(rows, size, is_test, oot)
 
 
-def _selection(cfg, pool: Pool, labelled: DataFrame, targets: dict, counts: dict, engine: dict) -> Selection:
+def engine_report(cfg, pool: Pool, targets: dict, counts: dict, engine: dict,
+                  waitlists: dict) -> tuple[dict, dict]:
+    """(requested rows per set, report) for either engine."""
     s_cfg = cfg.sampling
     requested = {name: sum(t.get(name, 0) for t in targets.values()) for name in SPLIT_NAMES}
     if pool.out_of_time is not None:
@@ -248,67 +89,70 @@ def _selection(cfg, pool: Pool, labelled: DataFrame, targets: dict, counts: dict
               "n": sum(counts.values()) + (pool.out_of_time or {}).get("test_rows", 0),
               "stratify_by": s_cfg.stratify_by,
               "strata": {stratum_name(s): {"n": counts[s], "requested": targets[s],
-                                           "waitlist": engine.get("waitlist", {}).get(stratum_name(s))}
-                         for s in counts},
+                                           "waitlist": waitlists.get(stratum_name(s))} for s in counts},
               "inclusion_rates": inclusion_rates(targets, counts), "out_of_time": pool.out_of_time}
-    report.pop("waitlist", None)
-    return Selection(labelled, {k: v for k, v in requested.items() if v}, report)
+    return {k: v for k, v in requested.items() if v}, report
 
 
-def select_with_spark(cfg, df: DataFrame, total: int) -> Selection:
-    """ScalableSRS on Spark; with out_of_time, test is the last window and the rest is sampled."""
+def sample_with_spark(cfg, spark, df: DataFrame, total: int, out: Path) -> tuple[dict, dict]:
+    """The Spark engine: sets straight into ``out/<set>/``; the out-of-time test set by one filter."""
     pool = sampling_pool(cfg, df, total)
-    drawn = draw(pool.rows, cfg.sampling, stratum_column(cfg, df), pool.size)
-    engine = {"engine": "spark", "seed_used": drawn.seed, "attempts": drawn.attempts, "waitlist": drawn.waitlists}
-    # without a time window every sampled row is a candidate; with one, test rows come from the full input
-    labelled = drawn.labelled if pool.is_test is None else pool.label(df, drawn.set_col)
-    selection = _selection(cfg, pool, labelled, drawn.targets, drawn.counts, engine)
-    selection.release = drawn.release
-    return selection
+    drawn = draw(spark, pool.rows, cfg.sampling, stratum_column(cfg, df), pool.size, out)
+    if pool.is_test is not None:
+        df.filter(pool.is_test).write.parquet(str(out / "test"))
+    engine = {"engine": "spark", "seed_used": drawn.seed, "attempts": drawn.attempts}
+    return engine_report(cfg, pool, drawn.targets, drawn.counts, engine, drawn.waitlists)
 
 
-def select_with_mrjob(cfg, spark, df: DataFrame, total: int, workdir: Path) -> Selection:
-    """ScalableSRS as the mrjob job (sampling/mr_srs.py) over JSON lines of (row_id, stratum column)."""
+def sample_with_mrjob(cfg, spark, df: DataFrame, total: int, out: Path) -> tuple[dict, dict]:
+    """The mrjob engine over JSON lines of (row_id, stratify column); chosen rows are written from ``df``."""
     from . import mr_srs
 
     s_cfg = cfg.sampling
     stratum_column(cfg, df)  # checks the column exists
     pool = sampling_pool(cfg, df, total)
+    work = out / "_mrjob"
     keep = ["row_id"] + ([s_cfg.stratify_by] if s_cfg.stratify_by else [])
-    pool.rows.select(*keep).write.json(str(workdir / "input"))
-    inputs = [str(p) for p in sorted((workdir / "input").glob("part-*"))]
+    pool.rows.select(*keep).write.json(str(work / "input"))
+    inputs = [str(p) for p in sorted((work / "input").glob("part-*"))]
     log.info("sample: running the mrjob sampler (-r %s) on %s rows", s_cfg.mrjob_runner, f"{pool.size:,}")
-    info = mr_srs.run_srs(inputs, workdir / "job", lambda counts: plan_targets(s_cfg, counts), s_cfg.seed,
+    info = mr_srs.run_srs(inputs, work / "job", lambda counts: plan_targets(s_cfg, counts), s_cfg.seed,
                           s_cfg.delta, runner=s_cfg.mrjob_runner, stratify_by=s_cfg.stratify_by,
                           max_attempts=MAX_ATTEMPTS, log=lambda msg: log.warning("sample: %s", msg))
-    lines = spark.read.text(str(workdir / "job" / "assigned"))
+    lines = spark.read.text(str(work / "job" / "assigned"))
     chosen = lines.select(F.substring_index("value", "\t", 1).alias("_set"),
                           F.get_json_object(F.expr("substring(value, instr(value, '\t') + 1)"), "$.row_id")
                           .cast("long").alias("row_id"))
-    joined = df.join(chosen, "row_id", "left")
-    labelled = joined
+    labelled = df.join(chosen, "row_id", "left")
     if pool.is_test is not None:
-        labelled = joined.withColumn("_set", F.when(pool.is_test, F.lit("test")).otherwise(F.col("_set")))
-    engine = {"engine": "mrjob", "mrjob_runner": s_cfg.mrjob_runner, "seed_used": info["seed_used"],
-              "attempts": info["attempts"], "waitlist": info["waitlists"]}
-    return _selection(cfg, pool, labelled, info["targets"], info["counts"], engine)
-
-
-def write_sets(spark, labelled: DataFrame, out: Path) -> tuple[dict, dict]:
-    """One partitioned write of every set to ``out/<set>/``; (rows, digests) per set."""
+        labelled = labelled.withColumn("_set", F.when(pool.is_test, F.lit("test")).otherwise(F.col("_set")))
     scratch = out / "_sets"
     labelled.filter(F.col("_set").isNotNull()).write.partitionBy("_set").parquet(str(scratch))
-    rows, digests = {}, {}
-    for name in SPLIT_NAMES:
-        part = scratch / f"_set={name}"
-        if not part.is_dir():
-            continue
-        os.replace(part, out / name)
-        rows[name] = spark.read.parquet(str(out / name)).count()
-        digests[name] = _digests(spark, str(out / name))
-        log.info("sample: %s: %s rows", name, f"{rows[name]:,}")
+    for part in scratch.glob("_set=*"):
+        os.replace(part, out / part.name[len("_set="):])
     shutil.rmtree(scratch)
-    return rows, digests
+    shutil.rmtree(work)
+    engine = {"engine": "mrjob", "mrjob_runner": s_cfg.mrjob_runner, "seed_used": info["seed_used"],
+              "attempts": info["attempts"]}
+    return engine_report(cfg, pool, info["targets"], info["counts"], engine, info["waitlists"])
+
+
+def describe_sets(spark, out: Path, stratify_by: Optional[str] = None) -> tuple[dict, dict, dict]:
+    """Rows, order-independent row-id digest and (when stratified) rows per stratum of each set."""
+    rows, digests, per_stratum = {}, {}, {}
+    for name in SPLIT_NAMES:
+        if not (out / name).is_dir():
+            continue
+        rows[name] = spark.read.parquet(str(out / name)).count()
+        if stratify_by:
+            strata = F.coalesce(F.col(stratify_by).cast("string"), F.lit(NULL_STRATUM)).alias("s")
+            per_stratum[name] = {r["s"]: r["count"] for r in
+                                 spark.read.parquet(str(out / name)).groupBy(strata).count().collect()}
+        parts = (spark.read.parquet(str(out / name)).select("row_id").rdd
+                 .mapPartitions(lambda it: [srs.digest(r[0] for r in it)]).collect())
+        digests[name] = srs.combine_digests(parts)
+        log.info("sample: %s: %s rows", name, f"{rows[name]:,}")
+    return rows, digests, per_stratum
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -319,20 +163,19 @@ def run(ctx: StageContext) -> StageResult:
         log.info("sample: %s rows read from %d file(s), %s quarantined", f"{report.rows_read:,}",
                  len(report.files), f"{report.rows_bad:,}")
         total = report.rows_read - report.rows_bad
+        engine = sample_with_mrjob if cfg.sampling.engine == "mrjob" else sample_with_spark
         with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
-            if cfg.sampling.engine == "mrjob":
-                chosen = select_with_mrjob(cfg, spark, report.good, total, ctx.out / "_mrjob")
-            else:
-                chosen = select_with_spark(cfg, report.good, total)
-            rows, digests = write_sets(spark, chosen.labelled, ctx.out)
-            chosen.release()
-        shutil.rmtree(ctx.out / "_mrjob", ignore_errors=True)
+            requested, chosen = engine(cfg, spark, report.good, total, ctx.out)
+        rows, digests, per_stratum = describe_sets(spark, ctx.out, cfg.sampling.stratify_by)
     finally:
         report.good.unpersist()
-    if rows != chosen.requested:  # a broken invariant, never a silent wrong size
-        raise RuntimeError(f"ScalableSRS wrote {rows} rows but planned {chosen.requested}")
-    sample_report = {**chosen.report, "sets": {name: {"requested": chosen.requested[name], "obtained": rows[name],
-                                                      "digest": digests[name]} for name in rows}}
+    if rows != requested:  # a broken invariant, never a silent wrong size
+        raise RuntimeError(f"ScalableSRS wrote {rows} rows but planned {requested}")
+    for stratum, facts in chosen["strata"].items():
+        if per_stratum:
+            facts["obtained"] = {name: per_stratum[name].get(stratum, 0) for name in rows}
+    sample_report = {**chosen, "sets": {name: {"requested": requested[name], "obtained": rows[name],
+                                               "digest": digests[name]} for name in rows}}
     (ctx.out / "sample_report.json").write_text(json.dumps(sample_report, indent=2) + "\n")
     details = {**sample_report, "input": report.summary(), "num_features": report.num_features}
     retried = sample_report["attempts"] - 1

@@ -52,3 +52,15 @@ def test_negative_downsampling_rates_apply_to_train_and_validation_only():
     assert rates["train"]["0"] == pytest.approx(0.008) and rates["train"]["1"] == pytest.approx(0.8)
     with pytest.raises(InputDataError, match="names value\\(s\\) 2 that column 'label' does not have"):
         plan_targets(SamplingConfig(stratify_by="label", strata_rates={"2": 0.5}), counts)
+
+
+def test_explicit_sizes_per_stratum():
+    cfg = SamplingConfig(train=0.5, validation=0.1, test=0.1, stratify_by="label",
+                         strata_sizes={"train": {1: 300, "0": 2000}})
+    targets = plan_targets(cfg, {"0": 9000, "1": 1000})
+    assert targets["1"]["train"] == 300 and targets["0"]["train"] == 2000
+    assert targets["1"]["test"] + targets["0"]["test"] == 1000
+    with pytest.raises(InputDataError, match="stratum '1' of 'label' has 1,000 rows but the sets ask"):
+        plan_targets(SamplingConfig(stratify_by="label", strata_sizes={"train": {"1": 990}}), {"0": 9000, "1": 1000})
+    with pytest.raises(InputDataError, match=r"strata_sizes\['train'\] names value\(s\) 7"):
+        plan_targets(SamplingConfig(stratify_by="label", strata_sizes={"train": {"7": 1}}), {"0": 9000, "1": 1000})

@@ -12,7 +12,7 @@ from ctr_pipeline.runs import RunDir
 from ctr_pipeline.schema import SamplingConfig
 from ctr_pipeline.spark import temporary_conf
 from sampling import srs
-from sampling.spark_job import draw, key_column
+from sampling.spark_srs import draw, key_column
 
 pytestmark = pytest.mark.spark
 
@@ -22,11 +22,9 @@ def ids_frame(spark, ids, partitions, labels=None):
     return spark.createDataFrame(rows, "row_id long, label int").repartition(partitions)
 
 
-def sets_of(drawn):
-    out = {}
-    for r in drawn.labelled.filter(F.col("_set").isNotNull()).select("_set", "row_id").collect():
-        out.setdefault(r["_set"], []).append(r["row_id"])
-    return out
+def sets_of(spark, out_dir):
+    return {p.name: [r[0] for r in spark.read.parquet(str(p)).select("row_id").collect()]
+            for p in sorted(out_dir.iterdir()) if p.is_dir()}
 
 
 def test_spark_keys_equal_python_keys(spark):
@@ -37,22 +35,27 @@ def test_spark_keys_equal_python_keys(spark):
     assert got == [srs.key(31, i) for i in ids]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 7, 12345])
-def test_spark_draw_equals_reference_under_any_partitioning(spark, seed):
+@pytest.mark.parametrize("seed, test_rows", [(0, 500), (1, 500), (7, 1700), (12345, 0.1)])
+def test_spark_draw_equals_reference_under_any_partitioning(spark, seed, test_rows, tmp_path):
+    """test_rows 1700 makes the sets take every row: the last cut is at n."""
     ids = np.random.default_rng(seed).choice(10**9, size=3000, replace=False)
-    cfg = SamplingConfig(seed=seed, train=1000, validation=0.1, test=500)
+    cfg = SamplingConfig(seed=seed, train=1000, validation=0.1, test=test_rows)
+    test_k = srs.resolve_size(test_rows, 3000)
     reference, used, _ = srs.draw_in_memory({None: list(map(int, ids))},
-                                            {None: {"train": 1000, "validation": 300, "test": 500}}, seed, cfg.delta)
+                                            {None: {"train": 1000, "validation": 300, "test": test_k}}, seed,
+                                            cfg.delta)
     for partitions in (1, 3, 8):
+        out = tmp_path / f"p{partitions}"
         with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
-            drawn = draw(ids_frame(spark, ids, partitions), cfg, None, len(ids))
-            got = sets_of(drawn)
+            drawn = draw(spark, ids_frame(spark, ids, partitions), cfg, None, len(ids), out)
+        got = sets_of(spark, out)
+        assert sorted(p.name for p in out.iterdir()) == ["test", "train", "validation"]
         assert drawn.seed == used
-        assert {k: len(v) for k, v in got.items()} == {"train": 1000, "validation": 300, "test": 500}
+        assert {k: len(v) for k, v in got.items()} == {"train": 1000, "validation": 300, "test": test_k}
         assert {k: srs.digest(v) for k, v in got.items()} == {k: srs.digest(v) for k, v in reference.items()}
 
 
-def test_stratified_negative_downsampling_is_exact(spark):
+def test_stratified_negative_downsampling_is_exact(spark, tmp_path):
     rng = np.random.default_rng(3)
     ids = rng.choice(10**9, size=4000, replace=False)
     labels = (rng.random(4000) < 0.1).astype(int)
@@ -60,9 +63,11 @@ def test_stratified_negative_downsampling_is_exact(spark):
                          strata_rates={"0": 0.25})
     with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
         df = ids_frame(spark, ids, 4, labels)
-        drawn = draw(df, cfg, F.col("label").cast("string"), 4000)
-        counts = {(r["_set"], r["label"]): r["count"] for r in
-                  drawn.labelled.filter(F.col("_set").isNotNull()).groupBy("_set", "label").count().collect()}
+        drawn = draw(spark, df, cfg, F.col("label").cast("string"), 4000, tmp_path / "sets")
+    counts = {}
+    for name in ("train", "validation", "test"):
+        for r in spark.read.parquet(str(tmp_path / "sets" / name)).groupBy("label").count().collect():
+            counts[(name, r["label"])] = r["count"]
     for stratum, per_set in drawn.targets.items():
         for name, k in per_set.items():
             assert counts.get((name, int(stratum)), 0) == k
@@ -132,6 +137,10 @@ def test_mrjob_engine_selects_the_same_rows_as_spark(spark, tmp_path, demo_tsv, 
     a = json.loads((spark_run.path_of("sample") / "sample_report.json").read_text())
     b = json.loads((mr_run.path_of("sample") / "sample_report.json").read_text())
     assert b["engine"] == "mrjob" and b["mrjob_runner"] == runner
+    for report in (a, b):                       # obtained per stratum equals what was planned
+        for facts in report["strata"].values():
+            assert facts["obtained"] == {k: v for k, v in facts["requested"].items() if k in facts["obtained"]}
+        assert set(report["strata"]) == {"0", "1"}
     assert mr_rec["rows"] == spark_rec["rows"] == {"train": 2000, "validation": 500, "test": 1000}
     assert {k: v["digest"] for k, v in a["sets"].items()} == {k: v["digest"] for k, v in b["sets"].items()}
     assert spark.read.parquet(str(mr_run.path_of("sample") / "train")).columns == \

@@ -1,0 +1,212 @@
+"""ScalableSRS on Spark: keys as native expressions and the one-pass draw into set directories.
+
+The only full pass over the data computes each row's key and region and writes the accepted and
+waitlisted rows (about k + O(sqrt(k))) to Parquet partitioned by (stratum index, region). Region counts
+come from that output; the waitlists (recomputing keys from row_id) are collected to the driver and
+resolved exactly. A certain region's files then belong wholly to one set and are moved there by rename;
+only the small waitlist partitions are read again, split at the cut and written.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from ctr_pipeline.errors import InputDataError
+
+from . import srs
+from .core import plan_targets, stratum_name
+
+log = logging.getLogger("ctr_pipeline.sampling")
+MAX_ATTEMPTS = 5
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+def key_column(seed: int, row_id: Column) -> Column:
+    """:func:`sampling.srs.key` as a native Spark expression (64-bit long arithmetic wraps; ANSI off)."""
+    z = row_id.bitwiseXOR(F.lit(_signed(srs.seed_salt(seed)))) + F.lit(_signed(srs.GOLDEN))
+    z = z.bitwiseXOR(F.shiftrightunsigned(z, 30)) * F.lit(_signed(srs.MIX1))
+    z = z.bitwiseXOR(F.shiftrightunsigned(z, 27)) * F.lit(_signed(srs.MIX2))
+    return z.bitwiseXOR(F.shiftrightunsigned(z, 31)).bitwiseXOR(F.lit(-(1 << 63)))
+
+
+def _below(k: Column, bound: int) -> Column:
+    """k < bound, where bound may lie past either end of the long range."""
+    if bound > srs.MAX_KEY:
+        return F.lit(True)
+    if bound <= srs.MIN_KEY:
+        return F.lit(False)
+    return k < F.lit(bound)
+
+
+def _at_or_below(k: Column, rid: Column, cut: tuple[int, int]) -> Column:
+    """(k, row_id) <= cut in lexicographic order."""
+    ck, cr = cut
+    if ck > srs.MAX_KEY:
+        return F.lit(True)
+    if ck < srs.MIN_KEY:
+        return F.lit(False)
+    return (k < F.lit(ck)) | ((k == F.lit(ck)) & (rid <= F.lit(cr)))
+
+
+def _per_stratum(stratum: Optional[Column], cases: Mapping[Optional[str], Column]) -> Column:
+    if stratum is None:
+        return cases[None]
+    expr = None
+    for value, case in cases.items():
+        expr = F.when(stratum == F.lit(value), case) if expr is None else expr.when(stratum == F.lit(value), case)
+    return expr
+
+
+def region_column(plans: Mapping, k: Column, stratum: Optional[Column]) -> Column:
+    cases = {}
+    for s, plan in plans.items():
+        expr = None
+        for r, bound in enumerate(plan.boundaries):
+            cond = _below(k, bound)
+            expr = F.when(cond, F.lit(r)) if expr is None else expr.when(cond, F.lit(r))
+        last = F.lit(len(plan.boundaries))
+        cases[s] = last if expr is None else expr.otherwise(last)
+    return _per_stratum(stratum, cases)
+
+
+def set_column(plans: Mapping, cuts: Mapping, k: Column, rid: Column, stratum: Optional[Column]) -> Column:
+    cases = {}
+    for s, plan in plans.items():
+        expr = None
+        for name, cut in zip(plan.sets, cuts[s]):
+            cond = _at_or_below(k, rid, cut)
+            expr = F.when(cond, F.lit(name)) if expr is None else expr.when(cond, F.lit(name))
+        cases[s] = F.lit(None).cast("string") if expr is None else expr
+    return _per_stratum(stratum, cases)
+
+
+def stratum_counts(df: DataFrame, stratum: Optional[Column], total: int) -> dict[Optional[str], int]:
+    if stratum is None:
+        return {None: total}
+    return {r["s"]: r["count"] for r in df.groupBy(stratum.alias("s")).count().collect()}
+
+
+def _takes_all(plan: srs.StratumPlan) -> bool:
+    """Whether the sets take every row of the stratum (the last cut is at n: no waitlist above it)."""
+    return not plan.boundaries or sum(plan.targets) == plan.n
+
+
+def write_candidates(df: DataFrame, plans: Mapping, seed: int, stratum: Optional[Column], path: Path) -> None:
+    """The one pass: rows with keys below their stratum's last boundary, partitioned by (_si, _r)."""
+    index = {s: i for i, s in enumerate(plans)}
+    k = key_column(seed, F.col("row_id"))
+    region = region_column(plans, k, stratum)
+    keep = _per_stratum(stratum, {s: F.lit(True) if _takes_all(p) else (region < F.lit(len(p.boundaries)))
+                                  for s, p in plans.items()})
+    si = _per_stratum(stratum, {s: F.lit(i) for s, i in index.items()})
+    (df.withColumn("_si", si).withColumn("_r", region).filter(keep)
+     .write.partitionBy("_si", "_r").parquet(str(path)))
+
+
+def resolve_from_candidates(spark, path: Path, plans: Mapping, seed: int):
+    """Exact cuts from the candidate files: counts per (_si, _r), waitlisted (key, row_id) pairs."""
+    strata = list(plans)
+    cands = spark.read.parquet(str(path))
+    counts: dict = {s: {} for s in plans}
+    for row in cands.groupBy("_si", "_r").count().collect():
+        counts[strata[row["_si"]]][row["_r"]] = row["count"]
+    waitlists: dict = {s: [] for s in plans}
+    waiting = cands.filter((F.col("_r") % 2) == 1).select("_si", key_column(seed, F.col("row_id")).alias("k"),
+                                                          "row_id")
+    for row in waiting.collect():
+        waitlists[strata[row["_si"]]].append((row["k"], row["row_id"]))
+    cuts = {s: srs.resolve(plan, counts[s], waitlists[s]) for s, plan in plans.items()}
+    return cuts, {stratum_name(s): len(w) for s, w in waitlists.items()}, counts
+
+
+def _region_set(plan: srs.StratumPlan, cuts, region: int) -> Optional[str]:
+    """The one set every row of a certain region belongs to (or None)."""
+    lower = plan.boundaries[region - 1] if region > 0 else srs.MIN_KEY
+    upper = plan.boundaries[region] - 1 if region < len(plan.boundaries) else srs.MAX_KEY
+    first = srs.assign(cuts, plan.sets, lower, -srs.MAX_ROW_ID - 1)
+    last = srs.assign(cuts, plan.sets, upper, srs.MAX_ROW_ID)
+    if first != last:  # resolve() guarantees cuts lie in waitlists or at region ends
+        raise RuntimeError(f"a cut falls inside certain region {region} of stratum {plan.stratum!r}")
+    return first
+
+
+def _move_files(src: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.name.startswith("part-"):
+            os.replace(f, dest / f"{uuid.uuid4().hex[:8]}-{f.name}")
+
+
+def place_sets(spark, path: Path, plans: Mapping, cuts: Mapping, seed: int, out: Path) -> None:
+    """Move certain regions' files into ``out/<set>/``; split the waitlist regions at their cuts."""
+    for i, (s, plan) in enumerate(plans.items()):
+        stratum_dir = path / f"_si={i}"
+        if not stratum_dir.is_dir():
+            continue
+        for region_dir in sorted(stratum_dir.iterdir()):
+            if not region_dir.name.startswith("_r="):
+                continue
+            region = int(region_dir.name[3:])
+            if not plan.is_waitlist(region):
+                name = _region_set(plan, cuts[s], region)
+                if name is not None:
+                    _move_files(region_dir, out / name)
+                continue
+            rows = spark.read.parquet(str(region_dir))
+            # every row under _si=i is of stratum s: no stratum test needed
+            set_col = set_column({None: plan}, {None: cuts[s]}, key_column(seed, F.col("row_id")),
+                                 F.col("row_id"), None)
+            split = path / f"_split_{i}_{region}"
+            rows.withColumn("_set", set_col).filter(F.col("_set").isNotNull()) \
+                .write.partitionBy("_set").parquet(str(split))
+            for part in split.glob("_set=*"):
+                _move_files(part, out / part.name[len("_set="):])
+
+
+@dataclass
+class Drawn:
+    plans: dict
+    targets: dict
+    counts: dict
+    seed: int                        # the seed whose keys made the sample (a derived one after a retry)
+    attempts: int
+    waitlists: dict                  # waitlisted rows per stratum
+
+
+def draw(spark, df: DataFrame, s_cfg, stratum: Optional[Column], total: int, out: Path) -> Drawn:
+    """Draw the sets of ``df`` into ``out/<set>/`` (Parquet); call with ANSI off.
+
+    Retries with derived seeds when a waitlist falls short; ``out/_candidates`` is scratch space.
+    """
+    counts = stratum_counts(df, stratum, total)
+    targets = plan_targets(s_cfg, counts)
+    plans = {s: srs.plan_stratum(s, counts[s], targets[s], s_cfg.delta) for s in counts}
+    seed, attempts = s_cfg.seed, 0
+    scratch = out / "_candidates"
+    while True:
+        attempts += 1
+        shutil.rmtree(scratch, ignore_errors=True)
+        write_candidates(df, plans, seed, stratum, scratch)
+        try:
+            cuts, waits, _ = resolve_from_candidates(spark, scratch, plans, seed)
+            break
+        except srs.ShortWaitlist as short:
+            if attempts >= MAX_ATTEMPTS:
+                raise InputDataError(f"ScalableSRS found no exact sample in {attempts} attempts ({short}); "
+                                     "lower sampling.delta") from None
+            seed = srs.derived_seed(s_cfg.seed, attempts)
+            log.warning("sample: %s (probability <= 2*delta); retrying with derived seed %d", short, seed)
+    place_sets(spark, scratch, plans, cuts, seed, out)
+    shutil.rmtree(scratch)
+    return Drawn(plans, targets, counts, seed, attempts, waits)
