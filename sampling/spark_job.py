@@ -143,7 +143,6 @@ def describe_sets(spark, out: Path, stratify_by: Optional[str] = None) -> tuple[
     for name in SPLIT_NAMES:
         if not (out / name).is_dir():
             continue
-        rows[name] = spark.read.parquet(str(out / name)).count()
         if stratify_by:
             strata = F.coalesce(F.col(stratify_by).cast("string"), F.lit(NULL_STRATUM)).alias("s")
             per_stratum[name] = {r["s"]: r["count"] for r in
@@ -151,6 +150,7 @@ def describe_sets(spark, out: Path, stratify_by: Optional[str] = None) -> tuple[
         parts = (spark.read.parquet(str(out / name)).select("row_id").rdd
                  .mapPartitions(lambda it: [srs.digest(r[0] for r in it)]).collect())
         digests[name] = srs.combine_digests(parts)
+        rows[name] = srs.digest_count(digests[name])  # the digest pass counted the rows too
         log.info("sample: %s: %s rows", name, f"{rows[name]:,}")
     return rows, digests, per_stratum
 

@@ -237,6 +237,11 @@ def digest(row_ids: Iterable[int]) -> str:
     return f"{count:x}-{total:016x}"
 
 
+def digest_count(digest_text: str) -> int:
+    """The number of row ids a digest covers."""
+    return int(digest_text.split("-")[0], 16)
+
+
 def combine_digests(parts: Iterable[str]) -> str:
     """Digest of the union of disjoint parts (e.g. per partition)."""
     count, total = 0, 0

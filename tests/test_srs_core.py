@@ -94,3 +94,4 @@ def test_allocate_and_sizes():
 def test_digest_is_order_independent_and_combines():
     assert srs.digest([1, 2, 3]) == srs.digest([3, 1, 2]) != srs.digest([1, 2])
     assert srs.combine_digests([srs.digest([1]), srs.digest([2, 3])]) == srs.digest([1, 2, 3])
+    assert srs.digest_count(srs.digest(range(300))) == 300 and srs.digest_count(srs.digest([])) == 0
