@@ -234,7 +234,8 @@ def build_config(layers: list[Layer]) -> Config:
     return config
 
 
-def _check_cross_fields(cfg: Config) -> None:
+def _check_sampling(cfg: Config) -> None:
+    """Sizes (row counts or fractions), out-of-time window, strata settings."""
     s = cfg.sampling
     sizes = {"train": s.train, "validation": s.validation, "test": s.test}
     for name, size in sizes.items():
@@ -275,6 +276,11 @@ def _check_cross_fields(cfg: Config) -> None:
         if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 < rate <= 1:
             raise ConfigError(f"{cfg.source_of('sampling.strata_rates')}: sampling.strata_rates[{value!r}] must "
                               f"be a rate in (0, 1], got {rate!r}")
+
+
+def _check_cross_fields(cfg: Config) -> None:
+    s = cfg.sampling
+    _check_sampling(cfg)
     for split in cfg.evaluation.splits:
         if split not in SPLIT_NAMES:
             raise ConfigError(f"{cfg.source_of('evaluation.splits')}: evaluation.splits: unknown split {split!r}; "

@@ -32,6 +32,11 @@ from .spark_srs import MAX_ATTEMPTS, draw
 log = logging.getLogger("ctr_pipeline.sampling")
 
 
+def stratum_expr(column: str) -> Column:
+    """A row's stratum label: the column's value as a string, NULL_STRATUM for null."""
+    return F.coalesce(F.col(column).cast("string"), F.lit(NULL_STRATUM))
+
+
 def stratum_column(cfg, df: DataFrame) -> Optional[Column]:
     column = cfg.sampling.stratify_by
     if not column:
@@ -39,7 +44,7 @@ def stratum_column(cfg, df: DataFrame) -> Optional[Column]:
     if column not in df.columns:
         raise InputDataError(f"{cfg.source_of('sampling.stratify_by')}: sampling.stratify_by column {column!r} is "
                              f"not in the input (columns: {', '.join(df.columns)})")
-    return F.coalesce(F.col(column).cast("string"), F.lit(NULL_STRATUM))
+    return stratum_expr(column)
 
 
 def out_of_time_window(cfg, df: DataFrame) -> tuple[Column, dict]:
@@ -144,7 +149,7 @@ def describe_sets(spark, out: Path, stratify_by: Optional[str] = None) -> tuple[
         if not (out / name).is_dir():
             continue
         if stratify_by:
-            strata = F.coalesce(F.col(stratify_by).cast("string"), F.lit(NULL_STRATUM)).alias("s")
+            strata = stratum_expr(stratify_by).alias("s")
             per_stratum[name] = {r["s"]: r["count"] for r in
                                  spark.read.parquet(str(out / name)).groupBy(strata).count().collect()}
         parts = (spark.read.parquet(str(out / name)).select("row_id").rdd

@@ -59,36 +59,29 @@ def _at_or_below(k: Column, rid: Column, cut: tuple[int, int]) -> Column:
     return (k < F.lit(ck)) | ((k == F.lit(ck)) & (rid <= F.lit(cr)))
 
 
+def _first_match(branches: list[tuple[Column, Column]], otherwise: Column) -> Column:
+    """CASE WHEN c1 THEN v1 WHEN c2 THEN v2 ... ELSE otherwise."""
+    expr = None
+    for cond, value in branches:
+        expr = F.when(cond, value) if expr is None else expr.when(cond, value)
+    return otherwise if expr is None else expr.otherwise(otherwise)
+
+
 def _per_stratum(stratum: Optional[Column], cases: Mapping[Optional[str], Column]) -> Column:
     if stratum is None:
         return cases[None]
-    expr = None
-    for value, case in cases.items():
-        expr = F.when(stratum == F.lit(value), case) if expr is None else expr.when(stratum == F.lit(value), case)
-    return expr
+    return _first_match([(stratum == F.lit(value), case) for value, case in cases.items()], F.lit(None))
 
 
 def region_column(plans: Mapping, k: Column, stratum: Optional[Column]) -> Column:
-    cases = {}
-    for s, plan in plans.items():
-        expr = None
-        for r, bound in enumerate(plan.boundaries):
-            cond = _below(k, bound)
-            expr = F.when(cond, F.lit(r)) if expr is None else expr.when(cond, F.lit(r))
-        last = F.lit(len(plan.boundaries))
-        cases[s] = last if expr is None else expr.otherwise(last)
-    return _per_stratum(stratum, cases)
+    return _per_stratum(stratum, {s: _first_match([(_below(k, b), F.lit(r)) for r, b in enumerate(p.boundaries)],
+                                                  F.lit(len(p.boundaries))) for s, p in plans.items()})
 
 
 def set_column(plans: Mapping, cuts: Mapping, k: Column, rid: Column, stratum: Optional[Column]) -> Column:
-    cases = {}
-    for s, plan in plans.items():
-        expr = None
-        for name, cut in zip(plan.sets, cuts[s]):
-            cond = _at_or_below(k, rid, cut)
-            expr = F.when(cond, F.lit(name)) if expr is None else expr.when(cond, F.lit(name))
-        cases[s] = F.lit(None).cast("string") if expr is None else expr
-    return _per_stratum(stratum, cases)
+    return _per_stratum(stratum, {s: _first_match([(_at_or_below(k, rid, c), F.lit(name))
+                                                   for name, c in zip(p.sets, cuts[s])], F.lit(None).cast("string"))
+                                  for s, p in plans.items()})
 
 
 def stratum_counts(df: DataFrame, stratum: Optional[Column], total: int) -> dict[Optional[str], int]:
@@ -97,18 +90,12 @@ def stratum_counts(df: DataFrame, stratum: Optional[Column], total: int) -> dict
     return {r["s"]: r["count"] for r in df.groupBy(stratum.alias("s")).count().collect()}
 
 
-def _takes_all(plan: srs.StratumPlan) -> bool:
-    """Whether the sets take every row of the stratum (the last cut is at n: no waitlist above it)."""
-    return not plan.boundaries or sum(plan.targets) == plan.n
-
-
 def write_candidates(df: DataFrame, plans: Mapping, seed: int, stratum: Optional[Column], path: Path) -> None:
-    """The one pass: rows with keys below their stratum's last boundary, partitioned by (_si, _r)."""
+    """The one pass: rows with keys below their stratum's reach, partitioned by (_si, _r)."""
     index = {s: i for i, s in enumerate(plans)}
     k = key_column(seed, F.col("row_id"))
     region = region_column(plans, k, stratum)
-    keep = _per_stratum(stratum, {s: F.lit(True) if _takes_all(p) else (region < F.lit(len(p.boundaries)))
-                                  for s, p in plans.items()})
+    keep = _per_stratum(stratum, {s: _below(k, p.reach) for s, p in plans.items()})
     si = _per_stratum(stratum, {s: F.lit(i) for s, i in index.items()})
     (df.withColumn("_si", si).withColumn("_r", region).filter(keep)
      .write.partitionBy("_si", "_r").parquet(str(path)))
@@ -127,7 +114,7 @@ def resolve_from_candidates(spark, path: Path, plans: Mapping, seed: int):
     for row in waiting.collect():
         waitlists[strata[row["_si"]]].append((row["k"], row["row_id"]))
     cuts = {s: srs.resolve(plan, counts[s], waitlists[s]) for s, plan in plans.items()}
-    return cuts, {stratum_name(s): len(w) for s, w in waitlists.items()}, counts
+    return cuts, {stratum_name(s): len(w) for s, w in waitlists.items()}
 
 
 def _region_set(plan: srs.StratumPlan, cuts, region: int) -> Optional[str]:
@@ -199,7 +186,7 @@ def draw(spark, df: DataFrame, s_cfg, stratum: Optional[Column], total: int, out
         shutil.rmtree(scratch, ignore_errors=True)
         write_candidates(df, plans, seed, stratum, scratch)
         try:
-            cuts, waits, _ = resolve_from_candidates(spark, scratch, plans, seed)
+            cuts, waits = resolve_from_candidates(spark, scratch, plans, seed)
             break
         except srs.ShortWaitlist as short:
             if attempts >= MAX_ATTEMPTS:

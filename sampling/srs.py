@@ -94,6 +94,7 @@ class StratumPlan:
     sets: tuple[str, ...]            # sets with a positive target, in key order
     targets: tuple[int, ...]         # rows wanted per set
     boundaries: tuple[int, ...]
+    reach: int = MAX_KEY + 1         # rows with keys >= reach can never be sampled (q_high of the last cut)
 
     @property
     def cumulative(self) -> list[int]:
@@ -109,9 +110,6 @@ class StratumPlan:
     @staticmethod
     def is_waitlist(region: int) -> bool:
         return region % 2 == 1
-
-    def waitlist_regions(self) -> list[int]:
-        return [r for r in range(len(self.boundaries) + 1) if self.is_waitlist(r)]
 
 
 def plan_stratum(stratum: Optional[str], n: int, targets: Mapping[str, int], delta: float) -> StratumPlan:
@@ -134,7 +132,8 @@ def plan_stratum(stratum: Optional[str], n: int, targets: Mapping[str, int], del
         else:
             merged.append([lo, hi])
     boundaries = tuple(b for pair in merged for b in pair)
-    return StratumPlan(stratum, n, sets, ks, boundaries)
+    reach = _to_key(thresholds(total, n, delta)[1]) if ks else MIN_KEY
+    return StratumPlan(stratum, n, sets, ks, boundaries, reach)
 
 
 class ShortWaitlist(Exception):

@@ -32,6 +32,9 @@ def test_exact_sizes_and_disjoint_sets(n, shares, seed, delta):
         assert len(out.get(name, [])) == k
     chosen = [r for rows in out.values() for r in rows]
     assert len(chosen) == len(set(chosen)) and set(chosen) <= set(ids)
+    plan = srs.plan_stratum(None, n, targets, delta)            # what the Spark candidate pass keeps
+    used = srs.derived_seed(seed, attempts - 1) if attempts > 1 else seed
+    assert all(srs.key(used, r) < plan.reach for r in chosen)
     assert attempts >= 1
 
 
