@@ -39,6 +39,7 @@ test-all: check-java $(STAMP)  ## run the test suite including tests marked slow
 bench: check-java $(STAMP)  ## run the benchmarks, JSON results in bench/results/
 	$(BIN)/python -m bench.pipeline_throughput
 	$(BIN)/python -m bench.sampling_compare
+	$(BIN)/python -m bench.features_compare
 
 clean:  ## remove the virtualenv, demo data and runs
 	rm -rf $(VENV) data/demo runs

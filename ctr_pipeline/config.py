@@ -19,7 +19,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from .errors import ConfigError
-from .schema import SECTIONS, SPLIT_NAMES, Config
+from .schema import CATEGORICAL_ENCODINGS, NUMERIC_TRANSFORMS, SECTIONS, SPLIT_NAMES, TIME_FEATURES, Config
 
 DAC_NUMERIC = tuple(f"I{i}" for i in range(1, 14))
 DAC_CATEGORICAL = tuple(f"C{i}" for i in range(1, 27))
@@ -292,6 +292,7 @@ def _check_cross_fields(cfg: Config) -> None:
         raise ConfigError(f"{cfg.source_of('training.early_stopping_rounds')}: training.early_stopping_rounds "
                           "needs a validation split; set sampling.validation > 0")
     _check_input_columns(cfg)
+    _check_features(cfg)
     named = {"n_estimators", "max_depth", "learning_rate", "tree_method", "device", "num_workers",
              "early_stopping_rounds", "eta", "num_round", "num_boost_round"}
     clash = sorted(named & set(cfg.training.params))
@@ -307,6 +308,47 @@ def parse_duration(text: str) -> int:
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"{text!r} is not a duration like 6h or 2d (a positive number and one of s, m, h, d)")
     return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def _check_features(cfg: Config) -> None:
+    """Every column the features section names exists in the input with the right kind."""
+    f = cfg.features
+    numeric, categorical = resolved_columns(cfg)
+    where = cfg.source_of
+
+    def need(key: str, name: str, kinds: tuple[str, ...]) -> None:
+        pools = {"numeric": numeric, "categorical": categorical}
+        if any(name in pools[k] for k in kinds):
+            return
+        other = [k for k in pools if name in pools[k]]
+        what = f"is a {other[0]} column" if other else "is not a declared input column"
+        raise ConfigError(f"{where('features.' + key)}: features.{key}: {name!r} {what}; it must be one of the "
+                          f"{' or '.join(kinds)} columns (input.{'/input.'.join(kinds)})")
+
+    for name, choice in f.columns.items():
+        kind = "numeric" if name in numeric else "categorical" if name in categorical else None
+        if kind is None:
+            need("columns", name, ("numeric", "categorical"))
+        allowed = NUMERIC_TRANSFORMS if kind == "numeric" else CATEGORICAL_ENCODINGS
+        if choice not in allowed:
+            raise ConfigError(f"{where('features.columns')}: features.columns[{name!r}]: {choice!r} is not one of "
+                              f"{', '.join(allowed)} (for a {kind} column){_suggest(str(choice), allowed)}")
+    for key in ("counts", "target_encoding"):
+        for name in getattr(f, key):
+            need(key, name, ("categorical",))
+    for cross in f.crosses:
+        parts = [p.strip() for p in cross.split("*")]
+        if len(parts) < 2 or len(set(parts)) != len(parts) or not all(parts):
+            raise ConfigError(f"{where('features.crosses')}: features.crosses: {cross!r} must name two or more "
+                              "different categorical columns joined by '*', e.g. site_id*device_model")
+        for name in parts:
+            need("crosses", name, ("categorical",))
+    for name in f.time_features:
+        if name not in TIME_FEATURES:
+            raise ConfigError(f"{where('features.time_features')}: features.time_features: {name!r} is not one "
+                              f"of {', '.join(TIME_FEATURES)}{_suggest(name, TIME_FEATURES)}")
+    if f.weight is not None:
+        need("weight", f.weight, ("numeric",))
 
 
 def _check_input_columns(cfg: Config) -> None:

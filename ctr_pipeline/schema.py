@@ -74,12 +74,44 @@ class SamplingConfig:
                                                   "non-clicks; needs stratify_by. Recorded for evaluation.")
 
 
+NUMERIC_TRANSFORMS = ("raw", "log1p", "quantile", "none")
+CATEGORICAL_ENCODINGS = ("vocab", "hash", "none")
+TIME_FEATURES = ("hour", "weekday")
+
+
 @dataclass(frozen=True)
 class FeaturesConfig:
-    categorical_encoding: str = _f("hash", "How categorical values become vector indices: `hash` (the hashing "
-                                           "trick, fixed width) or `index` (a vocabulary fitted on train; unseen "
-                                           "values share one extra index).", choices=("hash", "index"))
-    hash_buckets: int = _f(1 << 18, "Width of the hashed categorical block (encoding `hash`).", min=16, max=1 << 26)
+    numeric_transform: str = _f("raw", "Default transform of numeric columns: `raw` (the value), `log1p` "
+                                       "(sign(x)*log(1+|x|)), `quantile` (bucket number 1..quantile_buckets from "
+                                       "train quantiles) or `none` (not used). Missing stays missing.",
+                                choices=NUMERIC_TRANSFORMS)
+    quantile_buckets: int = _f(32, "Buckets of the `quantile` transform.", min=2, max=4096)
+    categorical_encoding: str = _f("vocab", "Default encoding of categorical columns: `vocab` (one index per "
+                                            "value seen at least min_count times in train, plus one "
+                                            "out-of-vocabulary index per column), `hash` (the hashing trick into "
+                                            "hash_buckets shared by all hashed columns) or `none` (not used).",
+                                   choices=CATEGORICAL_ENCODINGS)
+    min_count: int = _f(5, "Smallest train count of a value to get its own vocabulary index.", min=1)
+    hash_buckets: int = _f(1 << 18, "Width of the shared hashed categorical block.", min=16, max=1 << 26)
+    columns: Mapping[str, str] = _fd(dict, "Per-column override of the transform or encoding, e.g. "
+                                           "`{I5: log1p, C3: hash, ip: none}`.")
+    counts: tuple[str, ...] = _fd(tuple, "Categorical columns that get a count feature: how often the row's "
+                                         "value occurs in train (e.g. `[ip, device]`).")
+    target_encoding: tuple[str, ...] = _fd(tuple, "Categorical columns that get a smoothed CTR feature, "
+                                                  "out-of-fold on train and from all of train elsewhere.")
+    smoothing: float = _f(20.0, "Target encoding prior weight m: (clicks + m*CTR) / (count + m).", min=0.0)
+    folds: int = _f(5, "Folds of the out-of-fold target encoding on train (by a stable hash of row_id).",
+                    min=2, max=100)
+    crosses: tuple[str, ...] = _fd(tuple, "Hashed crosses of categorical columns, each written `a*b`, e.g. "
+                                          "`[site_id*device_model]`.")
+    cross_buckets: int = _f(1 << 16, "Width of the shared hashed cross block.", min=16, max=1 << 26)
+    time_features: tuple[str, ...] = _fd(lambda: TIME_FEATURES, "Features from input.time (UTC): `hour` "
+                                                                "(0-23) and `weekday` (0 = Monday); ignored "
+                                                                "without a time column.")
+    weight: Optional[str] = _f(None, "A numeric input column used as the row weight (not as a feature).")
+    libsvm: bool = _f(False, "Also write LIBSVM text (`features/<split>_libsvm/`, 1-based indices).")
+    top_values: int = _f(10, "Top values per categorical column in the feature summary.", min=1, max=1000)
+    seed: int = _f(17, "Seed of the target-encoding folds.", min=0)
 
 
 @dataclass(frozen=True)

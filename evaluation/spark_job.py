@@ -10,6 +10,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import functions as F
 
 from ctr_pipeline.stage import StageContext, StageResult
+from features.spark_io import read_features
 
 from .core import EPS, check_two_classes
 
@@ -40,7 +41,7 @@ def run(ctx: StageContext) -> StageResult:
     feats = ctx.run.path_of("features")
     metrics, rows = {}, {}
     for split in ctx.cfg.evaluation.splits:
-        df = ctx.spark.read.parquet(str(feats / split))
+        df = read_features(ctx.spark, str(feats / split))
         scored = (model.transform(df).select("label", vector_to_array("probability")[1].alias("p"))
                   .persist())
         try:

@@ -1,80 +1,295 @@
-"""Spark adapter of the feature stage: fit a Spark ML pipeline on train, transform every split.
+"""Spark adapter of the feature stage: measure train, fit the transform (pure), transform every split.
 
-Outputs ``features/<split>/`` (Parquet: row_id, label, features) and ``features/transform/`` (the
-fitted PipelineModel, loadable with ``PipelineModel.load`` to transform new data identically).
+Outputs in ``features/``: ``<split>/`` Parquet (row_id, label, [weight], features as a sparse ML vector,
+read it with :func:`features.spark_io.read_features`), ``transform/`` (the fitted transform, loadable
+with :meth:`FittedTransform.load`), ``feature_map.tsv``, ``summary.json`` and, on request,
+``<split>_libsvm/`` text.
 """
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any, Optional
 
-from pyspark.ml import Pipeline
-from pyspark.ml.feature import FeatureHasher, OneHotEncoder, StringIndexer, VectorAssembler
-from pyspark.sql import DataFrame
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from ctr_pipeline.errors import InputDataError
 from ctr_pipeline.schema import SPLIT_NAMES
 from ctr_pipeline.stage import StageContext, StageResult
+from sampling.spark_srs import key_column
 
-from .core import CATEGORICAL_BLOCK, NUMERIC_BLOCK, FeaturePlan, plan_features
+from .encode import encode
+from .featuremap import check_map, feature_map, passthrough_map
+from .fit import build_transform, quantile_probabilities
+from .hashing import CROSS_SEP, bucket_of
+from .spec import FeatureSpec, cross_name, resolve_spec
+from .spark_io import libsvm_lines, read_features, vector_struct, vector_width
+from .state import FittedTransform, Totals
+from .summary import SUMMARY_QUANTILES, column_summary, group_widths, summary_table
 
 log = logging.getLogger("ctr_pipeline.features")
-WIDTH_KEY = "ctr_pipeline_width"
+QUANTILE_ERROR = 1e-3  # relative rank error of approxQuantile
 
 
-def build_pipeline(plan: FeaturePlan) -> Pipeline:
-    """The unfitted Spark ML pipeline for ``plan``; its output column is ``features``."""
-    if plan.passthrough:
-        return Pipeline(stages=[])
-    stages = []
-    if plan.numeric:
-        stages.append(VectorAssembler(inputCols=list(plan.numeric), outputCol=NUMERIC_BLOCK, handleInvalid="keep"))
-    if plan.categorical and plan.encoding == "hash":
-        stages.append(FeatureHasher(inputCols=list(plan.categorical), outputCol=CATEGORICAL_BLOCK,
-                                    numFeatures=plan.hash_buckets))
-    elif plan.categorical:
-        indexed = [f"_{c}_idx" for c in plan.categorical]
-        onehot = [f"_{c}_oh" for c in plan.categorical]
-        stages.append(StringIndexer(inputCols=list(plan.categorical), outputCols=indexed, handleInvalid="keep",
-                                    stringOrderType="frequencyDesc"))
-        stages.append(OneHotEncoder(inputCols=indexed, outputCols=onehot, handleInvalid="keep", dropLast=False))
-        stages.append(VectorAssembler(inputCols=onehot, outputCol=CATEGORICAL_BLOCK))
-    stages.append(VectorAssembler(inputCols=plan.blocks(), outputCol="features"))
-    return Pipeline(stages=stages)
+# ---------------------------------------------------------------------------------------------- checks
+
+def check_columns(df: DataFrame, spec: FeatureSpec, where: str) -> None:
+    """Every column the spec reads is in the split (a config edited after sampling would lose some)."""
+    missing = [c for c in ["row_id", "label", *spec.input_columns()] if c not in df.columns]
+    if missing:
+        raise InputDataError(f"{where}: column(s) {', '.join(missing)} named by the features config are not in "
+                             f"this split (it has {', '.join(df.columns)}); re-run the sample stage with --force "
+                             "or fix input.* / features.*")
 
 
-def vector_width(df: DataFrame, column: str) -> int:
-    """Width of a vector column from its ML metadata, or from the first row when there is none."""
-    meta = df.schema[column].metadata
-    if WIDTH_KEY in meta:
-        return int(meta[WIDTH_KEY])
-    if "ml_attr" in meta and "num_attrs" in meta["ml_attr"]:
-        return int(meta["ml_attr"]["num_attrs"])
-    first = df.select(column).first()
-    return first[0].size if first else 0
+def check_weight(df: DataFrame, spec: FeatureSpec, where: str) -> None:
+    if not spec.weight:
+        return
+    w = F.col(spec.weight)
+    bad = df.agg(F.sum(w.isNull().cast("int")).alias("null"), F.sum((w < 0).cast("int")).alias("neg")).first()
+    if bad["null"] or bad["neg"]:
+        raise InputDataError(f"{where}: features.weight column {spec.weight!r} is missing in {bad['null'] or 0:,} "
+                             f"row(s) and negative in {bad['neg'] or 0:,}; weights must be present and >= 0")
 
 
-def run(ctx: StageContext) -> StageResult:
+# ---------------------------------------------------------------------------------------------- fitting
+
+def _cross_column(columns: tuple[str, ...]) -> Column:
+    present = F.lit(True)
+    for c in columns:
+        present = present & F.col(c).isNotNull()
+    return F.when(present, F.concat_ws(CROSS_SEP, *[F.col(c) for c in columns]))
+
+
+def _long_values(df: DataFrame, columns: dict[str, Column], *keep: Column) -> DataFrame:
+    """One row per (row, column) with a non-missing value: ``keep`` columns plus column, value."""
+    pairs = F.array(*[F.struct(F.lit(name).alias("column"), expr.cast("string").alias("value"))
+                      for name, expr in columns.items()])
+    return (df.select(*keep, F.explode(pairs).alias("kv"))
+            .select(*[k for k in df.select(*keep).columns], "kv.column", "kv.value")
+            .filter(F.col("value").isNotNull()))
+
+
+def _bucket_rows(tallies: DataFrame, spec: FeatureSpec) -> Optional[pd.DataFrame]:
+    """Per hash / cross bucket: its most frequent train value (ties: the larger value) and how many values."""
+    blocks = {c: ("hash", spec.hash_buckets) for c in spec.columns_of("hash")}
+    blocks.update({cross_name(c): ("cross", spec.cross_buckets) for c in spec.crosses})
+    if not blocks:
+        return None
+
+    def assign(batches):
+        for b in batches:
+            frame = b.to_pandas()
+            bucket = np.zeros(len(frame), dtype=np.int64)
+            block = np.empty(len(frame), dtype=object)
+            for col, part in frame.groupby("column", sort=False):
+                name, width = blocks[col]
+                bucket[part.index.to_numpy()] = bucket_of(col, part["value"], width)
+                block[part.index.to_numpy()] = name
+            yield pa.RecordBatch.from_pandas(frame.assign(block=block, bucket=bucket), preserve_index=False)
+
+    rows = (tallies.filter(F.col("column").isin(list(blocks)))
+            .mapInArrow(assign, "column string, value string, n long, clicks long, block string, bucket long")
+            .groupBy("block", "bucket")
+            .agg(F.max(F.struct(F.col("n"), F.col("value"), F.col("column")))
+                 .alias("top"), F.count(F.lit(1)).alias("values"))
+            .select("block", "bucket", "top.column", "top.value", "values"))
+    return rows.toPandas()
+
+
+def fit(spark: SparkSession, train: DataFrame, spec: FeatureSpec) -> tuple[FittedTransform, dict, pd.DataFrame]:
+    """Fit on ``train``: (transform, summary, feature map)."""
+    folds = F.pmod(key_column(spec.seed, F.col("row_id")), F.lit(spec.folds)).alias("fold")
+    label = F.col("label").cast("long")
+    per_fold = train.groupBy(folds).agg(F.count(F.lit(1)).alias("n"), F.sum(label).alias("c")).collect()
+    fold_n = {r["fold"]: r["n"] for r in per_fold}
+    fold_c = {r["fold"]: r["c"] or 0 for r in per_fold}
+    totals = Totals(sum(fold_n.values()), sum(fold_c.values()),
+                    tuple(fold_n.get(f, 0) for f in range(spec.folds)),
+                    tuple(fold_c.get(f, 0) for f in range(spec.folds)))
+    if totals.rows == 0:
+        raise InputDataError("features: the train split is empty; nothing to fit")
+
+    # Numeric columns (and the time column): coverage, distinct values, quantiles.
+    numeric = list(spec.raw_numeric) + ([spec.time] if spec.time else [])
+    numeric_stats: dict[str, Any] = {}
+    quantiles: dict[str, list[float]] = {}
+    if numeric:
+        agg = train.agg(*[F.count(c).alias(f"n_{i}") for i, c in enumerate(numeric)],
+                        *[F.approx_count_distinct(c).alias(f"d_{i}") for i, c in enumerate(numeric)]).first()
+        probs = sorted(set(SUMMARY_QUANTILES) | set(quantile_probabilities(spec.quantile_buckets)
+                                                    if spec.numeric_of("quantile") else set()))
+        qs = train.approxQuantile(numeric, probs, QUANTILE_ERROR)
+        for i, c in enumerate(numeric):
+            at = dict(zip(probs, qs[i]))
+            numeric_stats[c] = (agg[f"n_{i}"], agg[f"d_{i}"], {p: at.get(p) for p in SUMMARY_QUANTILES})
+            if c in spec.numeric_of("quantile"):
+                quantiles[c] = [at[p] for p in quantile_probabilities(spec.quantile_buckets) if p in at]
+
+    # Categorical columns and crosses: value tallies (count, clicks) on train.
+    cat_cols = {c: F.col(c) for c in spec.raw_categorical}
+    cat_cols.update({cross_name(c): _cross_column(c) for c in spec.crosses})
+    tallies: dict[str, pd.DataFrame] = {}
+    fold_tallies: dict[str, pd.DataFrame] = {}
+    cat_stats: dict[str, Any] = {}
+    buckets = None
+    if cat_cols:
+        long = _long_values(train, cat_cols, label.alias("label"))
+        values = (long.groupBy("column", "value").agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks"))
+                  .persist())
+        try:
+            whole = Window.partitionBy("column")
+            top = (values.select("*", F.row_number().over(whole.orderBy(F.desc("n"), F.asc("value"))).alias("r"),
+                                 F.sum("n").over(whole).alias("non_missing"),
+                                 F.count(F.lit(1)).over(whole).alias("cardinality"))
+                   .filter(F.col("r") <= spec.top_values).toPandas())
+            for c in spec.raw_categorical:
+                t = top[top["column"] == c].sort_values("r")
+                n, card = (int(t["non_missing"].iloc[0]), int(t["cardinality"].iloc[0])) if len(t) else (0, 0)
+                cat_stats[c] = (n, card, list(zip(t["value"], t["n"], t["clicks"])))
+            vocab_cols = list(spec.columns_of("vocab"))
+            wanted = (F.col("column").isin(vocab_cols) & (F.col("n") >= spec.min_count)) | \
+                F.col("column").isin(list(spec.counts))
+            got = values.filter(wanted).select("column", "value", "n").toPandas()
+            for c in vocab_cols + list(spec.counts):
+                tallies[c] = got[got["column"] == c][["value", "n"]].reset_index(drop=True)
+            buckets = _bucket_rows(values, spec)
+        finally:
+            values.unpersist()
+    if spec.target_encoding:
+        te = _long_values(train, {c: F.col(c) for c in spec.target_encoding}, label.alias("label"), folds)
+        got = (te.groupBy("column", "value", "fold")
+               .agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks")).toPandas())
+        for c in spec.target_encoding:
+            fold_tallies[c] = got[got["column"] == c][["value", "fold", "n", "clicks"]].reset_index(drop=True)
+
+    t = build_transform(spec, totals, quantiles, tallies, fold_tallies, meta=_versions())
+    fmap = feature_map(t, buckets)
+    check_map(fmap, t.width)
+    columns = [column_summary(c, "numeric", totals.rows, *numeric_stats[c][:2], quantiles=numeric_stats[c][2])
+               for c in spec.raw_numeric]
+    if spec.time:
+        columns.append(column_summary(spec.time, "time", totals.rows, *numeric_stats[spec.time][:2],
+                                      quantiles=numeric_stats[spec.time][2]))
+    columns += [column_summary(c, "categorical", totals.rows, *cat_stats[c]) for c in spec.raw_categorical]
+    summary = {"rows": totals.rows, "clicks": totals.clicks, "ctr": totals.ctr, "columns": columns,
+               "groups": group_widths(t), "width": t.width}
+    return t, summary, fmap
+
+
+def _versions() -> dict[str, str]:
+    import pyspark
+    import pyarrow
+
+    from ctr_pipeline import __version__
+    return {"ctr_pipeline": __version__, "pyspark": pyspark.__version__, "pandas": pd.__version__,
+            "numpy": np.__version__, "pyarrow": pyarrow.__version__}
+
+
+# ---------------------------------------------------------------------------------------------- transform
+
+def transform(spark: SparkSession, t: FittedTransform, df: DataFrame, out_of_fold: bool = False) -> DataFrame:
+    """``df`` (raw typed columns) to row_id, label, [weight], indices, values with the pure encoder."""
+    spec = t.spec
+    shared = spark.sparkContext.broadcast(t)
+    weight = spec.weight
+    out_schema = "row_id long, label int" + (", weight double" if weight else "") + \
+        ", indices array<int>, values array<double>"
+
+    def encode_batches(batches):
+        fitted = shared.value
+        for b in batches:
+            enc = encode(fitted, b.to_pandas(), out_of_fold=out_of_fold)
+            offsets = pa.array(enc.indptr.astype(np.int32))
+            arrays = [b.column("row_id"), b.column("label")]
+            if weight:
+                arrays.append(b.column(weight).cast(pa.float64()))
+            arrays += [pa.ListArray.from_arrays(offsets, pa.array(enc.indices, pa.int32())),
+                       pa.ListArray.from_arrays(offsets, pa.array(enc.values, pa.float64()))]
+            yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(
+                [("row_id", pa.int64()), ("label", pa.int32())] + ([("weight", pa.float64())] if weight else [])
+                + [("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float64()))]))
+
+    cols = list(dict.fromkeys(["row_id", "label", *spec.input_columns()]))
+    return df.select(*cols).withColumn("label", F.col("label").cast("int")).mapInArrow(encode_batches, out_schema)
+
+
+def write_features(df: DataFrame, width: int, path: str) -> None:
+    """Write transformed rows as feature Parquet (read back with :func:`read_features`)."""
+    keep = [c for c in ("row_id", "label", "weight") if c in df.columns]
+    df.select(*keep, vector_struct(width).alias("features")).write.parquet(path)
+
+
+# ---------------------------------------------------------------------------------------------- stage
+
+def _passthrough(ctx: StageContext, names: list[str]) -> StageResult:
+    """libsvm input: the sampled vectors already are the features; copy them and map f<i>."""
     splits_dir = ctx.run.path_of("sample")
-    names = [n for n in SPLIT_NAMES if (splits_dir / n).is_dir()]
-    plan = plan_features(ctx.cfg)
-    train = ctx.spark.read.parquet(str(splits_dir / "train"))
-    log.info("features: fitting on train (%d numeric, %d categorical columns, %s encoding)",
-             len(plan.numeric), len(plan.categorical), plan.encoding)
-    model = build_pipeline(plan).fit(train)
-    model.write().save(str(ctx.out / "transform"))
     rows, width = {}, None
     for name in names:
         df = ctx.spark.read.parquet(str(splits_dir / name))
-        out = model.transform(df)
-        width = vector_width(out, "features")
-        # Spark ML attaches one attribute per vector slot (megabytes for hashed features) to the column:
-        # replace it by the width alone, or every Parquet footer and task binary carries it.
-        out = out.select("row_id", "label", F.col("features").alias("features", metadata={WIDTH_KEY: width}))
+        width = vector_width(df, "features")
+        df.select("row_id", "label", "features").write.parquet(str(ctx.out / name))
+        rows[name] = ctx.spark.read.parquet(str(ctx.out / name)).count()
+    passthrough_map(width or 0).to_csv(ctx.out / "feature_map.tsv", sep="\t", index=False)
+    return StageResult(rows=rows, details={"vector_width": width, "passthrough": True},
+                       summary=[f"features: libsvm input passed through, vector width {width:,}"])
+
+
+def run(ctx: StageContext) -> StageResult:
+    spec = resolve_spec(ctx.cfg)
+    splits_dir = ctx.run.path_of("sample")
+    names = [n for n in SPLIT_NAMES if (splits_dir / n).is_dir()]
+    if spec.passthrough:
+        return _passthrough(ctx, names)
+    if spec.is_empty():
+        raise InputDataError(f"{ctx.cfg.source_of('features.numeric_transform')}: every column is set to 'none'; "
+                             "nothing is left to build features from")
+    splits = {n: ctx.spark.read.parquet(str(splits_dir / n)) for n in names}
+    for n, df in splits.items():
+        check_columns(df, spec, str(splits_dir / n))
+        check_weight(df, spec, str(splits_dir / n))
+    log.info("features: fitting on train (%d numeric, %d categorical columns, %d counts, %d target-encoded, "
+             "%d crosses)", len(spec.numeric), len(spec.categorical), len(spec.counts), len(spec.target_encoding),
+             len(spec.crosses))
+    t, summary, fmap = fit(ctx.spark, splits["train"], spec)
+    t.save(ctx.out / "transform")
+    fmap.to_csv(ctx.out / "feature_map.tsv", sep="\t", index=False)
+    (ctx.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
+    log.info("features: summary of train\n%s", summary_table(summary))
+    rows = {}
+    for name, df in splits.items():
         path = str(ctx.out / name)
-        out.write.parquet(path)
+        write_features(transform(ctx.spark, t, df, out_of_fold=(name == "train")), t.width, path)
         rows[name] = ctx.spark.read.parquet(path).count()
+        if ctx.cfg.features.libsvm:
+            libsvm_lines(ctx.spark.read.parquet(path), weight=bool(spec.weight)).write.text(path + "_libsvm")
         log.info("features: %s: %s rows", name, f"{rows[name]:,}")
-    details = {"plan": {"numeric": list(plan.numeric), "categorical": list(plan.categorical),
-                        "encoding": plan.encoding, "hash_buckets": plan.hash_buckets,
-                        "passthrough": plan.passthrough}, "vector_width": width}
-    return StageResult(rows=rows, details=details, summary=[f"features: vector width {width:,}"])
+    quarantined = ctx.upstream_details("sample").get("input", {}).get("rows_quarantined", 0)
+    details = {"spec": spec.to_dict(), "spec_hash": spec.digest(), "vector_width": t.width,
+               "groups": summary["groups"], "quarantined_upstream": quarantined, "weight": bool(spec.weight)}
+    groups = ", ".join(f"{name} {width:,}" for name, width in _collapsed(summary["groups"]).items())
+    return StageResult(rows=rows, details=details,
+                       summary=[f"features: vector width {t.width:,} ({groups})"])
+
+
+def _collapsed(groups: list[dict]) -> dict[str, int]:
+    """Group widths with the per-column vocabularies added up (one line in the run summary)."""
+    out: dict[str, int] = {}
+    for g in groups:
+        name = g["group"].split(":")[0]
+        out[name] = out.get(name, 0) + g["width"]
+    return out
+
+
+def load_and_transform(spark: SparkSession, transform_dir: str, df: DataFrame, path: str) -> DataFrame:
+    """Apply a saved transform to new rows (same raw columns as the splits), write them to ``path`` and
+    return them as feature vectors: the scoring / refresh path."""
+    t = FittedTransform.load(transform_dir)
+    check_columns(df, t.spec, "new data")
+    write_features(transform(spark, t, df), t.width, path)
+    return read_features(spark, path)

@@ -71,6 +71,17 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, args, fragment):
     assert_user_error(run_cli(*args), fragment)
 
 
+def test_clicks_counted_not_flagged_exits_2_naming_label_and_file(tmp_path):
+    data = tmp_path / "log.csv"
+    data.write_text("clicks,site\n" + "".join(f"{i % 3},s{i % 5}\n" for i in range(40)))
+    proc = run_cli("run", "--out", str(tmp_path / "run"), "--input", str(data), "--set", "input.format=csv",
+                   "--set", "input.label=clicks", "--set", "input.categorical=[site]")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]  # after the stage's progress lines
+    assert last.startswith("ctr-pipeline: error: ") and proc.stderr.count("error:") == 1
+    assert f"{data}: label column 'clicks' has values other than 0/1 on 13 row(s) (first: line 4" in last
+
+
 def fake_java(tmp_path, version):
     home = tmp_path / "jdk"
     (home / "bin").mkdir(parents=True)

@@ -10,10 +10,12 @@ from ctr_pipeline.errors import ConfigError, StageError
 from ctr_pipeline.pipeline import run_stage, run_stages
 from ctr_pipeline.runs import STAGES, RunDir
 from evaluation.core import auc, mxe
+from features.spark_io import read_features
 
 pytestmark = pytest.mark.spark
 
-SETTINGS = ["training.n_estimators=15", "features.hash_buckets=1024", "evaluation.splits=[validation, test]"]
+SETTINGS = ["training.n_estimators=15", "features.categorical_encoding=hash", "features.hash_buckets=1024",
+            "evaluation.splits=[validation, test]"]
 
 
 def make_cfg(demo_tsv, *extra):
@@ -56,7 +58,7 @@ def scored(spark, run, split):
     from xgboost.spark import SparkXGBClassifierModel
 
     model = SparkXGBClassifierModel.load(str(run.path_of("train") / "spark_model"))
-    df = spark.read.parquet(str(run.path_of("features") / split))
+    df = read_features(spark, str(run.path_of("features") / split))
     rows = (model.transform(df).select("row_id", "label", "features", vector_to_array("probability")[1].alias("p"))
             .orderBy("row_id").collect())
     return rows
@@ -114,9 +116,9 @@ def test_upstream_missing_is_named(spark, tmp_path, demo_tsv):
         run_stage("evaluate", make_cfg(demo_tsv), RunDir(tmp_path / "new"), lambda: spark, force=False)
 
 
-def test_index_encoding_and_forced_redo_makes_downstream_stale(spark, finished, demo_tsv):
+def test_vocab_encoding_and_forced_redo_makes_downstream_stale(spark, finished, demo_tsv):
     run, _, records = finished
-    cfg = make_cfg(demo_tsv, "features.categorical_encoding=index")
+    cfg = make_cfg(demo_tsv, "features.categorical_encoding=vocab")
     rec = run_stage("features", cfg, run, lambda: spark, force=True)
     assert rec["token"] != records["features"]["token"]
     assert rec["details"]["vector_width"] > 13 + 26              # one-hot vocabularies + unseen slots

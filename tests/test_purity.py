@@ -4,7 +4,9 @@ import sys
 
 import pytest
 
-CORES = ["sampling.core", "sampling.srs", "features.core", "training.core", "evaluation.core", "ctr_pipeline.readers.core",
+CORES = ["sampling.core", "sampling.srs", "features.spec", "features.hashing", "features.state", "features.fit",
+         "features.encode", "features.featuremap", "features.summary", "training.core", "evaluation.core",
+         "ctr_pipeline.readers.core",
          "ctr_pipeline.config", "ctr_pipeline.demo_data", "ctr_pipeline.runs", "ctr_pipeline.cli",
          "ctr_pipeline.pipeline"]
 

@@ -37,15 +37,15 @@ def test_criteo_dac_gzip_with_bad_rows(spark, tmp_path):
     lines = [dac_line("1" if i % 10 == 0 else "0", str(i)) for i in range(300)]
     lines[4] = dac_line("0", "x")     # line 5: non-numeric I1
     lines[9] = "1\t2\t3"              # line 10: wrong field count
-    lines[19] = dac_line("7")         # line 20: bad label
+    lines[19] = dac_line("0", "")     # line 20: missing I1 is fine
     path = tmp_path / "in.tsv.gz"
     with gzip.open(path, "wt") as fh:
         fh.write("\n".join(lines) + "\n")
     report, rows = read(spark, cfg_with(f"input.path={path}", "input.max_bad_share=0.02"), tmp_path)
-    assert (report.rows_read, report.rows_bad, len(rows)) == (300, 3, 297)
+    assert (report.rows_read, report.rows_bad, len(rows)) == (300, 2, 298)
     assert rows[0]["label"] == 1 and rows[0]["I1"] == 0.0 and rows[0]["C1"] == "a1" and rows[0]["I2"] is None
     bad = sorted(quarantine(tmp_path / "quarantine"), key=lambda r: r["line"])
-    assert [(r["line"], r["field"]) for r in bad] == [(5, "I1"), (10, "record"), (20, "label")]
+    assert [(r["line"], r["field"]) for r in bad] == [(5, "I1"), (10, "record")]
     assert bad[0]["file"] == str(path) and bad[0]["reason"] == "not a number: 'x'" and bad[1]["text"] == "1\t2\t3"
 
 
@@ -55,6 +55,29 @@ def test_too_many_bad_rows_fails_naming_first_lines(spark, tmp_path):
     with pytest.raises(InputDataError, match=r"2 of 52 input rows are malformed \(3.85% > input.max_bad_share "
                                              rf"1.00%\); first: {path} line 51: record: expected 40 fields"):
         read_input(spark, cfg_with(f"input.path={path}"), str(tmp_path / "q"))
+
+
+def test_label_other_than_0_1_stops_naming_column_and_file(spark, tmp_path):
+    lines = [dac_line("0", str(i)) for i in range(300)]
+    lines[19] = dac_line("7")         # one row is enough: the label column is not what it should be
+    path = tmp_path / "in.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputDataError, match=rf"{path}: label column 'label' has values other than 0/1 on 1 "
+                                             r"row\(s\) \(first: line 20, label must be 0 or 1, got '7'\)"):
+        read_input(spark, cfg_with(f"input.path={path}", "input.max_bad_share=0.5"), str(tmp_path / "q"))
+
+
+def test_mostly_non_numeric_column_stops_naming_column_and_file(spark, tmp_path):
+    good = tmp_path / "logs" / "a.csv"
+    good.parent.mkdir()
+    good.write_text("y,n,c\n" + "".join(f"{i % 2},{i},x\n" for i in range(10)))
+    words = tmp_path / "logs" / "b.csv"
+    words.write_text("y,n,c\n" + "".join(f"{i % 2},{'abc' if i % 4 else i},x\n" for i in range(12)))
+    sets = [f"input.path={tmp_path / 'logs'}", "input.format=csv", "input.label=y", "input.numeric=[n]",
+            "input.categorical=[c]", "input.max_bad_share=0.9"]
+    with pytest.raises(InputDataError, match=rf"{words}: numeric column 'n' is mostly not numbers \(9 of 12 rows; "
+                                             r"first line 3: not a number: 'abc'\); declare it in input.categorical"):
+        read_input(spark, cfg_with(*sets), str(tmp_path / "q"))
 
 
 def test_csv_header_layout_time_and_bad_rows(spark, tmp_path):
@@ -82,7 +105,7 @@ def test_csv_undeclared_column_is_an_error(spark, tmp_path):
 
 
 def test_parquet_reader(spark, tmp_path):
-    df = spark.createDataFrame([(1, 2.0, "a", "z"), (0, None, "b", "z"), (5, 1.0, "c", "z")],
+    df = spark.createDataFrame([(1, 2.0, "a", "z"), (0, None, "b", "z"), (0, float("inf"), "c", "z")],
                                "y int, n double, c string, junk string")
     df.coalesce(1).write.parquet(str(tmp_path / "pq"))
     sets = [f"input.path={tmp_path / 'pq'}", "input.format=parquet", "input.label=y", "input.numeric=[n]",
@@ -90,7 +113,7 @@ def test_parquet_reader(spark, tmp_path):
     report, rows = read(spark, cfg_with(*sets), tmp_path)
     assert [(r["label"], r["n"], r["c"]) for r in rows] == [(1, 2.0, "a"), (0, None, "b")]
     bad = quarantine(tmp_path / "quarantine")
-    assert [(r["line"], r["field"]) for r in bad] == [(3, "y")] and bad[0]["file"].endswith(".parquet")
+    assert [(r["line"], r["field"]) for r in bad] == [(3, "n")] and bad[0]["file"].endswith(".parquet")
 
 
 def test_libsvm_reader_builds_sparse_vectors(spark, tmp_path):

@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from ctr_pipeline.errors import ConfigError
 from ctr_pipeline.spark import task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
+from features.spark_io import read_features
 
 from .core import VALIDATION_FLAG, check_workers, cuda_problem, estimator_params
 
@@ -63,10 +64,12 @@ def run(ctx: StageContext) -> StageResult:
     params = estimator_params(ctx.cfg)
     check_environment(ctx, params)
     feats = ctx.run.path_of("features")
-    data = ctx.spark.read.parquet(str(feats / "train"))
+    data = read_features(ctx.spark, str(feats / "train"))
+    if "weight" in data.columns:
+        params["weight_col"] = "weight"
     rows = {"train": data.count()}
     if "validation_indicator_col" in params:
-        valid = ctx.spark.read.parquet(str(feats / "validation"))
+        valid = read_features(ctx.spark, str(feats / "validation"))
         rows["validation"] = valid.count()
         data = (data.withColumn(VALIDATION_FLAG, F.lit(False))
                 .unionByName(valid.withColumn(VALIDATION_FLAG, F.lit(True))))

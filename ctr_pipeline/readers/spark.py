@@ -167,6 +167,12 @@ def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str,
         parsed.unpersist()
         raise InputDataError(f"{cfg.input.path}: input is empty (no data rows in {len(files)} file(s))")
     bad_rows = parsed.filter(F.col("_reason").isNotNull())
+    if bad:
+        try:
+            check_bad_columns(parsed, bad_rows, layout, files)
+        except InputDataError:
+            parsed.unpersist()
+            raise
     if bad and bad / total > cfg.input.max_bad_share:
         first = bad_rows.orderBy("row_id").limit(FIRST_BAD_SHOWN).collect()
         parsed.unpersist()
@@ -191,6 +197,32 @@ def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str,
     good.count()
     parsed.unpersist()
     return InputReport(good, files, total, bad, num_features)
+
+
+def check_bad_columns(parsed: DataFrame, bad_rows: DataFrame, layout: Layout, files: list[InputFile]) -> None:
+    """Stop on errors of a whole column rather than of a few rows: any label that is not 0/1 (the label
+    column is wrong, e.g. click counts), or a numeric column that is mostly not numbers in a file."""
+    line = F.col("row_id").bitwiseAND((1 << LINE_BITS) - 1)
+    groups = (bad_rows.groupBy("_file", "_field")
+              .agg(F.count(F.lit(1)).alias("n"), F.min(F.struct(line.alias("line"), F.col("_reason"))).alias("first"))
+              .collect())
+    labels = {layout.label, "label"}
+    for g in sorted(groups, key=lambda g: (g["_file"], g["first"]["line"])):
+        if g["_field"] in labels:
+            raise InputDataError(f"{g['_file']}: label column {layout.label!r} has values other than 0/1 on "
+                                 f"{g['n']:,} row(s) (first: line {g['first']['line']}, {g['first']['_reason']}); "
+                                 "fix input.label or the data")
+    if layout.format == "libsvm":
+        return
+    per_file = {r["fi"]: r["count"] for r in parsed.groupBy(
+        F.shiftright("row_id", LINE_BITS).alias("fi")).count().collect()}
+    rows_of = {f.display: per_file.get(i, 0) for i, f in enumerate(files)}
+    for g in groups:
+        if g["_field"] in layout.numeric and g["n"] > 0.5 * rows_of.get(g["_file"], 0):
+            raise InputDataError(f"{g['_file']}: numeric column {g['_field']!r} is mostly not numbers ({g['n']:,} "
+                                 f"of {rows_of[g['_file']]:,} rows; first line {g['first']['line']}: "
+                                 f"{g['first']['_reason']}); declare it in input.categorical or list it in "
+                                 "input.drop")
 
 
 def _libsvm_vectors(df: DataFrame, configured: Optional[int], source: str) -> tuple[DataFrame, int]:
