@@ -49,7 +49,7 @@ def _numeric(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 def _category(frame: pd.DataFrame, column: str) -> pd.Series:
     s = frame[column]
-    return s.astype(object).where(s.notna(), None)
+    return s if s.dtype == object else s.astype(object).where(s.notna(), None)
 
 
 def _slot_values(t: FittedTransform, slot: Slot, frame: pd.DataFrame, folds: Optional[np.ndarray]) -> np.ndarray:
@@ -132,19 +132,24 @@ def encode(t: FittedTransform, frame: pd.DataFrame, out_of_fold: bool = False) -
         b = bucket_of(cross_name(cross), cross_values(frame, cross), spec.cross_buckets)
         idx_cols.append(np.where(b >= 0, t.cross_offset + b, -1))
         val_cols.append(ones)
+    # Slots and vocabularies occupy ascending, disjoint index ranges in column order; only hashed columns
+    # can collide or come out of order within a row.
+    shared = bool(spec.columns_of("hash") or spec.crosses)
     return _to_csr(np.stack(idx_cols, axis=1) if idx_cols else np.empty((n, 0), np.int64),
-                   np.stack(val_cols, axis=1) if val_cols else np.empty((n, 0)), t.width)
+                   np.stack(val_cols, axis=1) if val_cols else np.empty((n, 0)), t.width, ordered=not shared)
 
 
-def _to_csr(idx: np.ndarray, val: np.ndarray, width: int) -> Encoded:
+def _to_csr(idx: np.ndarray, val: np.ndarray, width: int, ordered: bool = False) -> Encoded:
     """Rows of (index, value) pairs with -1 for absent to CSR; equal indices in a row are summed (two
-    hashed columns in one bucket), indices ascending."""
+    hashed columns in one bucket), indices ascending. ``ordered``: every row's present indices already
+    ascend with the column and are distinct (no sort needed)."""
     n = idx.shape[0]
-    rows, cols = np.nonzero(idx >= 0)
+    rows, cols = np.nonzero(idx >= 0)  # row-major: by row, then column
     flat_idx, flat_val = idx[rows, cols].astype(np.int64), val[rows, cols]
-    order = np.lexsort((flat_idx, rows))
-    rows, flat_idx, flat_val = rows[order], flat_idx[order], flat_val[order]
-    if len(rows):
+    if not ordered:
+        order = np.lexsort((flat_idx, rows))
+        rows, flat_idx, flat_val = rows[order], flat_idx[order], flat_val[order]
+    if len(rows) and not ordered:
         starts = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (flat_idx[1:] != flat_idx[:-1])])
         flat_val = np.add.reduceat(flat_val, starts)
         rows, flat_idx = rows[starts], flat_idx[starts]

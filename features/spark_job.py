@@ -103,24 +103,24 @@ def _bucket_rows(tallies: DataFrame, spec: FeatureSpec) -> Optional[pd.DataFrame
 
 def fit(spark: SparkSession, train: DataFrame, spec: FeatureSpec) -> tuple[FittedTransform, dict, pd.DataFrame]:
     """Fit on ``train``: (transform, summary, feature map)."""
-    folds = F.pmod(key_column(spec.seed, F.col("row_id")), F.lit(spec.folds)).alias("fold")
     label = F.col("label").cast("long")
-    per_fold = train.groupBy(folds).agg(F.count(F.lit(1)).alias("n"), F.sum(label).alias("c")).collect()
-    fold_n = {r["fold"]: r["n"] for r in per_fold}
-    fold_c = {r["fold"]: r["c"] or 0 for r in per_fold}
-    totals = Totals(sum(fold_n.values()), sum(fold_c.values()),
-                    tuple(fold_n.get(f, 0) for f in range(spec.folds)),
-                    tuple(fold_c.get(f, 0) for f in range(spec.folds)))
+    # One pass: rows and clicks per target-encoding fold, and count / distinct values of numeric columns.
+    numeric = list(spec.raw_numeric) + ([spec.time] if spec.time else [])
+    fold = F.pmod(key_column(spec.seed, F.col("row_id")), F.lit(spec.folds))
+    agg = train.agg(*[F.sum((fold == f).cast("long")).alias(f"rows_{f}") for f in range(spec.folds)],
+                    *[F.sum(F.when(fold == f, label)).alias(f"clicks_{f}") for f in range(spec.folds)],
+                    *[F.count(c).alias(f"n_{i}") for i, c in enumerate(numeric)],
+                    *[F.approx_count_distinct(c).alias(f"d_{i}") for i, c in enumerate(numeric)]).first()
+    fold_rows = tuple(int(agg[f"rows_{f}"] or 0) for f in range(spec.folds))
+    fold_clicks = tuple(int(agg[f"clicks_{f}"] or 0) for f in range(spec.folds))
+    totals = Totals(sum(fold_rows), sum(fold_clicks), fold_rows, fold_clicks)
     if totals.rows == 0:
         raise InputDataError("features: the train split is empty; nothing to fit")
 
     # Numeric columns (and the time column): coverage, distinct values, quantiles.
-    numeric = list(spec.raw_numeric) + ([spec.time] if spec.time else [])
     numeric_stats: dict[str, Any] = {}
     quantiles: dict[str, list[float]] = {}
     if numeric:
-        agg = train.agg(*[F.count(c).alias(f"n_{i}") for i, c in enumerate(numeric)],
-                        *[F.approx_count_distinct(c).alias(f"d_{i}") for i, c in enumerate(numeric)]).first()
         probs = sorted(set(SUMMARY_QUANTILES) | set(quantile_probabilities(spec.quantile_buckets)
                                                     if spec.numeric_of("quantile") else set()))
         qs = train.approxQuantile(numeric, probs, QUANTILE_ERROR)
@@ -161,7 +161,7 @@ def fit(spark: SparkSession, train: DataFrame, spec: FeatureSpec) -> tuple[Fitte
         finally:
             values.unpersist()
     if spec.target_encoding:
-        te = _long_values(train, {c: F.col(c) for c in spec.target_encoding}, label.alias("label"), folds)
+        te = _long_values(train, {c: F.col(c) for c in spec.target_encoding}, label.alias("label"), fold.alias("fold"))
         got = (te.groupBy("column", "value", "fold")
                .agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks")).toPandas())
         for c in spec.target_encoding:

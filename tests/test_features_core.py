@@ -197,6 +197,16 @@ def test_csr_rows_sorted_merged_and_complete(cells):
         assert list(row) == sorted(row)
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 2), st.integers(-1, 4), st.integers(-1, 0)), min_size=1, max_size=20))
+def test_csr_fast_path_equals_sorting_when_columns_ascend(cells):
+    # column 0 owns indices 0-2, column 1 owns 3-7, column 2 owns 8: disjoint ascending ranges
+    idx = np.array([[a, b + 3 if b >= 0 else -1, c + 8 if c >= 0 else -1] for a, b, c in cells])
+    val = np.arange(idx.size, dtype=float).reshape(idx.shape) + 1
+    fast, slow = _to_csr(idx, val, 9, ordered=True), _to_csr(idx, val, 9)
+    assert rows(fast) == rows(slow)
+
+
 # ---------------------------------------------------------------------------------------------- map, save, summary
 
 def _full_transform():

@@ -127,6 +127,16 @@ def test_read_features_vector_type_and_width(spark, fitted_tiny, tmp_path):
     assert isinstance(v, SparseVector) and v.size == t.width and v[0] == ZERO
 
 
+def test_weight_column_passes_through_not_as_a_feature(spark, fitted_tiny):
+    train, _, _, _ = fitted_tiny
+    spec = FeatureSpec(numeric=(("I1", "raw"),), raw_numeric=("I1",), weight="I2")
+    t, _, fmap = fj.fit(spark, train, spec)
+    out = fj.transform(spark, t, train)
+    assert out.columns == ["row_id", "label", "weight", "indices", "values"]
+    assert {r["row_id"]: r["weight"] for r in out.collect()} == {i: 10.0 * i for i in range(1, 9)}
+    assert fmap["name"].tolist() == ["I1"]
+
+
 def test_missing_column_and_bad_weight_are_named(spark, fitted_tiny):
     train, _, _, _ = fitted_tiny
     with pytest.raises(InputDataError, match=r"splits/train: column\(s\) C2, ts named by the features config"):
