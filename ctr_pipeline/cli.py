@@ -11,6 +11,7 @@ import glob
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import __version__
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="PATH", help="output file; .gz compresses")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     p.set_defaults(handler=cmd_demo_data)
+    p = sub.add_parser("compare", help="side-by-side metrics of finished runs")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories with a finished evaluate stage")
+    p.add_argument("--out", metavar="FILE", default="comparison.md",
+                   help="Markdown table to write (default comparison.md); a .json file is written beside it")
+    p.set_defaults(handler=cmd_compare)
     p = sub.add_parser("config", help="print the effective configuration with each value's source")
     _add_config_flags(p)
     p.add_argument("--out", metavar="RUN_DIR", help="include the config recorded in this run")
@@ -187,6 +193,19 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     info = generate(args.rows, args.out, seed=args.seed,
                     progress=lambda done, total: log.info("demo-data: %s / %s rows", f"{done:,}", f"{total:,}"))
     print(f"ctr-pipeline: wrote {info['rows']:,} rows ({info['positive_rate']:.2%} positives) to {info['path']}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from evaluation.compare import comparison_table, format_table, markdown
+
+    table = comparison_table(args.runs)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown(table), encoding="utf-8")
+    out.with_suffix(".json").write_text(table.to_json(orient="records", indent=1) + "\n", encoding="utf-8")
+    print(format_table(table))
+    print(f"ctr-pipeline: wrote {out} and {out.with_suffix('.json')}")
     return 0
 
 

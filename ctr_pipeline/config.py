@@ -19,7 +19,8 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from .errors import ConfigError
-from .schema import CATEGORICAL_ENCODINGS, NUMERIC_TRANSFORMS, SECTIONS, SPLIT_NAMES, TIME_FEATURES, Config
+from .schema import (BASELINES, CATEGORICAL_ENCODINGS, NUMERIC_TRANSFORMS, SECTIONS, SPLIT_NAMES, TIME_FEATURES,
+                     Config)
 
 DAC_NUMERIC = tuple(f"I{i}" for i in range(1, 14))
 DAC_CATEGORICAL = tuple(f"C{i}" for i in range(1, 27))
@@ -285,6 +286,15 @@ def _check_cross_fields(cfg: Config) -> None:
         if split not in SPLIT_NAMES:
             raise ConfigError(f"{cfg.source_of('evaluation.splits')}: evaluation.splits: unknown split {split!r}; "
                               f"choose from {', '.join(SPLIT_NAMES)}")
+    for name in cfg.evaluation.baselines:
+        if name not in BASELINES:
+            raise ConfigError(f"{cfg.source_of('evaluation.baselines')}: evaluation.baselines: {name!r} is not one "
+                              f"of {', '.join(BASELINES)}{_suggest(name, BASELINES)}")
+    seg = cfg.evaluation.segment_by
+    declared = (*sum(resolved_columns(cfg), ()), *([cfg.input.time] if cfg.input.time else []))
+    if seg is not None and seg not in declared:
+        raise ConfigError(f"{cfg.source_of('evaluation.segment_by')}: evaluation.segment_by: {seg!r} is not a "
+                          "declared input column (input.numeric / input.categorical / input.time)")
     if "validation" in cfg.evaluation.splits and not s.validation:
         raise ConfigError(f"{cfg.source_of('evaluation.splits')}: evaluation.splits names 'validation' but "
                           "sampling.validation is 0")

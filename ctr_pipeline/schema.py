@@ -129,9 +129,26 @@ class TrainingConfig:
                                           "`{max_delta_step: 1, subsample: 0.8}`.")
 
 
+BASELINES = ("logistic_regression", "gbt")
+
+
 @dataclass(frozen=True)
 class EvaluationConfig:
     splits: tuple[str, ...] = _fd(lambda: ("test",), "Splits to score and report (train, validation, test).")
+    segment_by: Optional[str] = _f(None, "An input column to report every metric per value of (the 50 largest "
+                                         "segments), e.g. `device`.")
+    baselines: tuple[str, ...] = _fd(lambda: ("logistic_regression",),
+                                     "Spark MLlib models trained on the same features and splits and reported "
+                                     "beside the XGBoost model: `logistic_regression`, `gbt` (GBTClassifier with "
+                                     "the training depth, trees and learning rate; slow on wide vectors).")
+    bootstrap: int = _f(200, "Paired bootstrap replicates for the MXE / AUC difference against each baseline "
+                             "(0: none).", min=0, max=5000)
+    seed: int = _f(29, "Seed of the bootstrap.", min=0)
+    reliability_bins: int = _f(10, "Equal-count bins of the reliability table and diagram.", min=2, max=1000)
+    top_importances: int = _f(20, "Features shown in the importance plot and summary.", min=1, max=1000)
+    exact_auc_limit: int = _f(2_000_000, "Largest number of distinct scores for which AUC is computed exactly; "
+                                         "above, scores are rounded to 7 decimals and the report gives the "
+                                         "error bound.", min=1000)
 
 
 @dataclass(frozen=True)

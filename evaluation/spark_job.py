@@ -1,60 +1,180 @@
-"""Spark adapter of the evaluation stage: score splits with the Spark model, compute MXE and AUC on
-Spark (nothing is collected to the driver), write ``evaluation/metrics.json``."""
+"""Spark adapter of the evaluation stage: score the splits with the model and the baselines, compute
+every metric on Spark, write ``evaluation/``: metrics.json, report.html (images embedded), report.md,
+importances.tsv, importances_by_column.tsv and plots/*.png."""
 from __future__ import annotations
 
 import json
 import logging
+from typing import Any, Optional
 
-from pyspark.ml.evaluation import BinaryClassificationEvaluator
+import pandas as pd
+from pyspark import StorageLevel
 from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ctr_pipeline.schema import Config
 from ctr_pipeline.stage import StageContext, StageResult
 from features.spark_io import read_features
 
-from .core import EPS, check_two_classes
+from . import baselines, plots
+from . import spark_metrics as sm
+from .core import IMPORTANCE_TYPES, importance_by_column, importance_table
+from .report import LABELS, html_report, markdown_summary, summary_lines
 
 log = logging.getLogger("ctr_pipeline.evaluation")
 
 
-def score_metrics(scored) -> dict:
-    """MXE, AUC, row and positive counts of a DataFrame with ``label`` and probability ``p``."""
-    p = F.least(F.greatest(F.col("p"), F.lit(EPS)), F.lit(1 - EPS))
-    y = F.col("label").cast("double")
-    agg = scored.agg(F.count(F.lit(1)).alias("rows"), F.sum(y).alias("positives"), F.avg("p").alias("mean_p"),
-                     (-F.avg(y * F.log(p) + (1 - y) * F.log1p(-p))).alias("mxe")).first()
-    return {"rows": int(agg["rows"]), "positives": int(agg["positives"] or 0), "mean_prediction": agg["mean_p"],
-            "mxe": agg["mxe"]}
+def negative_rate(cfg: Config) -> Optional[float]:
+    """w of p' = p / (p + (1 - p) / w) when train was drawn with label strata rates: the negatives' rate
+    relative to the positives' (sampling.strata_rates on the label); None otherwise."""
+    s = cfg.sampling
+    if not s.strata_rates or s.stratify_by not in ("label", cfg.input.label):
+        return None
+    r0, r1 = float(s.strata_rates.get("0", 1.0)), float(s.strata_rates.get("1", 1.0))
+    return None if r0 == r1 else r0 / r1
 
 
-def area_under_roc(scored) -> float:
-    """Exact ROC AUC (numBins=0: no down-sampling of the curve); ties are handled by Spark's curve."""
-    evaluator = BinaryClassificationEvaluator(rawPredictionCol="p", labelCol="label",
-                                              metricName="areaUnderROC", numBins=0)
-    return evaluator.evaluate(scored.withColumn("label", F.col("label").cast("double")))
+def scored_split(ctx: StageContext, model, fitted: dict, split: str) -> DataFrame:
+    """row_id, label, w, p_xgboost, p_<baseline>..., [segment column] of one split, persisted."""
+    feats = read_features(ctx.spark, str(ctx.run.path_of("features") / split))
+    df = feats.withColumn("w", F.col("weight").cast("double") if "weight" in feats.columns else F.lit(1.0))
+    df = (model.transform(df).withColumn("p_xgboost", vector_to_array("probability")[1])
+          .drop("probability", "rawPrediction", "prediction"))
+    for name, base in fitted.items():
+        df = baselines.add_probability(base, name, df)
+    keep = ["row_id", "label", "w", "p_xgboost", *[f"p_{n}" for n in fitted]]
+    df = df.select(*keep)
+    seg = ctx.cfg.evaluation.segment_by
+    if seg:
+        raw = ctx.spark.read.parquet(str(ctx.run.path_of("sample") / split)).select("row_id", F.col(seg))
+        df = df.join(raw, "row_id", "left")
+    return df.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def importances(ctx: StageContext, booster) -> tuple[pd.DataFrame, pd.DataFrame]:
+    fmap_path = ctx.run.path_of("features") / "feature_map.tsv"
+    fmap = (pd.read_csv(fmap_path, sep="\t", keep_default_na=False) if fmap_path.exists()
+            else pd.DataFrame(columns=["index", "name", "group", "source"]))
+    scores = {t: booster.get_score(importance_type=t) for t in IMPORTANCE_TYPES}
+    table = importance_table(scores, fmap)
+    return table, importance_by_column(table)
+
+
+def _records(frame: pd.DataFrame, n: Optional[int] = None) -> list[dict[str, Any]]:
+    part = frame if n is None else frame.head(n)
+    return json.loads(part.to_json(orient="records"))
 
 
 def run(ctx: StageContext) -> StageResult:
     from xgboost.spark import SparkXGBClassifierModel
 
-    model = SparkXGBClassifierModel.load(str(ctx.run.path_of("train") / "spark_model"))
-    feats = ctx.run.path_of("features")
-    metrics, rows = {}, {}
-    for split in ctx.cfg.evaluation.splits:
-        df = read_features(ctx.spark, str(feats / split))
-        scored = (model.transform(df).select("label", vector_to_array("probability")[1].alias("p"))
-                  .persist())
+    e = ctx.cfg.evaluation
+    model_dir = ctx.run.path_of("train")
+    model = SparkXGBClassifierModel.load(str(model_dir / "spark_model"))
+    booster = model.get_booster()
+    fitted, settings = {}, {}
+    if e.baselines:
+        feats = ctx.run.path_of("features")
+        train = read_features(ctx.spark, str(feats / "train"))
+        valid = read_features(ctx.spark, str(feats / "validation")) if (feats / "validation").is_dir() else None
+        for name in e.baselines:
+            fitted[name], settings[name] = baselines.fit(name, ctx.cfg, train, valid)
+    w = negative_rate(ctx.cfg)
+    models = ["xgboost", *fitted]
+    report_split = "test" if "test" in e.splits else e.splits[-1]
+    out: dict[str, Any] = {"splits": {}, "baselines": {n: {} for n in fitted}, "comparison": {},
+                           "negative_rate": w, "segment_by": e.segment_by, "baseline_settings": settings}
+    tables: dict[str, Any] = {}
+    rows = {}
+    for split in e.splits:
+        df = scored_split(ctx, model, fitted, split)
         try:
-            m = score_metrics(scored)
-            check_two_classes(split, m["rows"], m["positives"])
-            m["auc"] = area_under_roc(scored)
+            for name in models:
+                m, table = sm.metrics(df, f"p_{name}", split, e.reliability_bins, e.exact_auc_limit)
+                if w is not None and split == "test":   # only train and validation were downsampled
+                    recal = df.withColumn(f"p_{name}", sm.recalibrated(F.col(f"p_{name}"), w))
+                    m["recalibrated"], _ = sm.metrics(recal, f"p_{name}", split, e.reliability_bins,
+                                                      e.exact_auc_limit)
+                if name == "xgboost":
+                    if e.segment_by:
+                        m["segments"] = sm.segment_metrics(df, "p_xgboost", e.segment_by)
+                    out["splits"][split] = m
+                else:
+                    out["baselines"][name][split] = m
+                if split == report_split:
+                    tables[name] = table
+                log.info("evaluate: %s %s: AUC %.4f, MXE %.5f, NE %.4f, calibration %.3f on %s rows", split, name,
+                         m["auc"], m["mxe"], m["ne"], m["calibration"], f"{m['rows']:,}")
+            rows[split] = out["splits"][split]["rows"]
+            for name in fitted:
+                mine, theirs = out["splits"][split], out["baselines"][name][split]
+                c = {"relative_mxe_improvement": (theirs["mxe"] - mine["mxe"]) / theirs["mxe"],
+                     "auc_difference": mine["auc"] - theirs["auc"]}
+                if e.bootstrap and split == report_split:
+                    log.info("evaluate: paired bootstrap, %d replicates, XGBoost vs %s on %s", e.bootstrap, name,
+                             split)
+                    c["bootstrap"] = sm.bootstrap(df, "p_xgboost", f"p_{name}", e.bootstrap, e.seed)
+                out["comparison"].setdefault(split, {})[name] = c
         finally:
-            scored.unpersist()
-        m["base_rate"] = m["positives"] / m["rows"]
-        metrics[split] = m
-        rows[split] = m["rows"]
-        log.info("evaluate: %s: AUC %.4f, MXE %.5f on %s rows", split, m["auc"], m["mxe"], f"{m['rows']:,}")
-    (ctx.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    summary = [f"{split}: AUC {m['auc']:.4f}  MXE (log loss) {m['mxe']:.5f}  rows {m['rows']:,}  "
-               f"positives {m['positives']:,} ({m['base_rate']:.2%})" for split, m in metrics.items()]
-    return StageResult(rows=rows, details={"metrics": metrics}, summary=summary)
+            df.unpersist()
+    table, by_column = importances(ctx, booster)
+    table.to_csv(ctx.out / "importances.tsv", sep="\t", index=False)
+    by_column.to_csv(ctx.out / "importances_by_column.tsv", sep="\t", index=False)
+    out["importances"] = {"top": _records(table, e.top_importances), "by_column": _records(by_column)}
+    history_path = model_dir / "history.json"
+    history = json.loads(history_path.read_text()) if history_path.exists() else {}
+    best = ctx.upstream_details("train").get("best_iteration")
+    images = make_plots(out, tables, history, best, table, by_column, report_split, e.top_importances)
+    (ctx.out / "plots").mkdir()
+    for name, png in images.items():
+        (ctx.out / "plots" / f"{name}.png").write_bytes(png)
+    title = f"Evaluation of {ctx.run.root.name}"
+    notes = [f"Run: {ctx.run.root}. Splits: {', '.join(e.splits)}. Metrics computed on Spark; AUC exact "
+             "(ties count as half) unless auc_exact is false, then within auc_error_bound."]
+    if w is not None:
+        notes.append(f"Train and validation kept negatives at {w:g} times the positives' rate: test predictions "
+                     "are also shown recalibrated, p' = p / (p + (1 - p) / w).")
+    (ctx.out / "metrics.json").write_text(json.dumps({**out["splits"], **{k: v for k, v in out.items()
+                                                                         if k != "splits"}}, indent=1,
+                                                     default=_plain) + "\n", encoding="utf-8")
+    (ctx.out / "report.html").write_text(html_report(title, out, images, notes), encoding="utf-8")
+    (ctx.out / "report.md").write_text(markdown_summary(title, out, notes), encoding="utf-8")
+    summary = summary_lines(out) + [f"report: {ctx.run.root / 'evaluation' / 'report.html'}"]
+    return StageResult(rows=rows, details={"metrics": {s: _brief(m) for s, m in out["splits"].items()}},
+                       summary=summary)
+
+
+def _brief(m: dict) -> dict:
+    return {k: m[k] for k in ("rows", "positives", "mxe", "ne", "auc", "pr_auc", "calibration")}
+
+
+def _plain(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def make_plots(out: dict, tables: dict, history: dict, best: Optional[int], table: pd.DataFrame,
+               by_column: pd.DataFrame, split: str, top: int) -> dict[str, bytes]:
+    base_rate = out["splits"][split]["base_rate"]
+    models = {"xgboost": out["splits"][split], **{n: v[split] for n, v in out["baselines"].items()}}
+    roc = {LABELS[n]: (*tables[n].roc_points(), models[n]["auc"]) for n in tables}
+    pr = {LABELS[n]: (*tables[n].pr_points(), models[n]["pr_auc"]) for n in tables}
+    images = {"roc": plots.roc(roc), "precision_recall": plots.precision_recall(pr, base_rate),
+              "reliability": plots.reliability(out["splits"][split]["reliability"], LABELS["xgboost"])}
+    images["learning_curves"] = (plots.learning_curves(history, best) if any(history.values()) else
+                                 plots.message("no per-round history was recorded by the training stage"))
+    if len(table):
+        head = table.head(top)
+        images["importances"] = plots.importances(head["name"], head["total_gain"], f"Top {len(head)} features")
+        cols = by_column.head(top)
+        images["importances_by_column"] = plots.importances(cols["source"], cols["total_gain"],
+                                                            f"Top {len(cols)} raw columns")
+    else:
+        images["importances"] = plots.message("the model has no splits (no importances)")
+    return images

@@ -15,7 +15,7 @@ from features.spark_io import read_features
 pytestmark = pytest.mark.spark
 
 SETTINGS = ["training.n_estimators=15", "features.categorical_encoding=hash", "features.hash_buckets=1024",
-            "evaluation.splits=[validation, test]"]
+            "evaluation.splits=[validation, test]", "evaluation.segment_by=C9"]
 
 
 def make_cfg(demo_tsv, *extra):
@@ -144,3 +144,65 @@ def test_cuda_without_gpu_fails_clearly(spark, finished, demo_tsv):
     run, _, _ = finished
     with pytest.raises(ConfigError, match="training.device is cuda but"):
         run_stage("train", make_cfg(demo_tsv, "training.device=cuda"), run, lambda: spark, force=True)
+
+
+def test_evaluation_report_embeds_every_plot(finished):
+    import base64
+    import io
+    from html.parser import HTMLParser
+
+    from PIL import Image
+
+    run, _, _ = finished
+    ev = run.path_of("evaluate")
+    pngs = sorted((ev / "plots").glob("*.png"))
+    assert {p.stem for p in pngs} >= {"roc", "precision_recall", "reliability", "learning_curves", "importances",
+                                      "importances_by_column"}
+    for p in pngs:
+        with Image.open(p) as im:
+            assert im.size == (640, 480) and im.format == "PNG"
+
+    class Images(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.srcs, self.tables = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.srcs.append(dict(attrs)["src"])
+            self.tables += tag == "table"
+
+    parser = Images()
+    parser.feed((ev / "report.html").read_text())
+    assert len(parser.srcs) == len(pngs) and parser.tables >= 3
+    embedded = {base64.b64decode(s.split(",", 1)[1]) for s in parser.srcs if s.startswith("data:image/png;base64,")}
+    assert embedded == {p.read_bytes() for p in pngs}
+    with Image.open(io.BytesIO(next(iter(embedded)))) as im:
+        assert im.size == (640, 480)
+    md = (ev / "report.md").read_text()
+    assert "| split | model |" in md and "XGBoost vs logistic_regression: MXE improvement" in md
+    metrics = json.loads((ev / "metrics.json").read_text())
+    boot = metrics["comparison"]["test"]["logistic_regression"]["bootstrap"]
+    lo, hi = boot["relative_mxe_improvement"]["interval"]
+    assert boot["replicates"] == 200 and lo <= hi
+    assert metrics["baselines"]["logistic_regression"]["test"]["rows"] == metrics["test"]["rows"]
+    top = metrics["importances"]["top"]
+    assert top and all(t["name"] for t in top) and metrics["importances"]["by_column"][0]["share"] > 0
+    segments = metrics["test"]["segments"]
+    assert sum(seg["rows"] for seg in segments) == metrics["test"]["rows"] and len(segments) >= 2
+    assert "Segments by C9" in (ev / "report.html").read_text()
+    history = json.loads((run.path_of("train") / "history.json").read_text())
+    assert len(history["training"]["logloss"]) == 15
+
+
+def test_compare_runs_side_by_side(finished, tmp_path):
+    from ctr_pipeline.cli import main
+
+    run, _, _ = finished
+    out = tmp_path / "cmp.md"
+    assert main(["compare", str(run.root), str(run.root), "--out", str(out)]) == 0
+    table = json.loads(out.with_suffix(".json").read_text())
+    assert len(table) == 2 * 2 * 2      # 2 runs x 2 splits x (XGBoost + logistic regression)
+    assert all(r["mxe_vs_first"] == 0.0 for r in table)
+    assert out.read_text().startswith("| run | split | model |")
+    assert main(["compare", str(tmp_path / "nope")]) == 2

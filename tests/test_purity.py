@@ -6,6 +6,7 @@ import pytest
 
 CORES = ["sampling.core", "sampling.srs", "features.spec", "features.hashing", "features.state", "features.fit",
          "features.encode", "features.featuremap", "features.summary", "training.core", "evaluation.core",
+         "evaluation.report", "evaluation.compare", "evaluation.plots",
          "ctr_pipeline.readers.core",
          "ctr_pipeline.config", "ctr_pipeline.demo_data", "ctr_pipeline.runs", "ctr_pipeline.cli",
          "ctr_pipeline.pipeline"]

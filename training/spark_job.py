@@ -6,6 +6,7 @@ Writes ``model/spark_model/`` (Spark ML persistence, for Spark scoring), ``model
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import subprocess
@@ -78,6 +79,10 @@ def run(ctx: StageContext) -> StageResult:
     with whole_partition_batches(ctx.spark, enabled="validation_indicator_col" in params):
         model = SparkXGBClassifier(**params).fit(data)
     model.write().save(str(ctx.out / "spark_model"))
+    summary = getattr(model, "training_summary", None)
+    history = {"training": dict(getattr(summary, "train_objective_history", {}) or {}),
+               "validation": dict(getattr(summary, "validation_objective_history", {}) or {})}
+    (ctx.out / "history.json").write_text(json.dumps(history) + "\n", encoding="utf-8")
     booster = model.get_booster()
     booster.save_model(str(ctx.out / "booster.ubj"))
     booster.save_model(str(ctx.out / "booster.json"))

@@ -1,0 +1,148 @@
+"""Evaluation metrics on Spark against scikit-learn on the same rows (to 1e-9), the rounded-score path
+within its bound, segments, reliability, and the paired bootstrap's reproducibility."""
+import numpy as np
+import pytest
+from pyspark.sql import functions as F
+from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
+
+from ctr_pipeline.errors import InputDataError
+from evaluation import spark_metrics as sm
+
+pytestmark = pytest.mark.spark
+
+
+@pytest.fixture(scope="module")
+def scored(spark):
+    rng = np.random.default_rng(5)
+    n = 3000
+    x = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(x - 2)))).astype(int)
+    p_a = np.round(1 / (1 + np.exp(-(x - 2))), 3)                      # rounded: many ties
+    p_b = np.round(1 / (1 + np.exp(-(0.5 * x - 2))), 2)
+    w = rng.integers(1, 4, size=n).astype(float)
+    seg = rng.choice(["a", "b", "c"], size=n)
+    rows = [(i, int(y[i]), float(w[i]), float(p_a[i]), float(p_b[i]), str(seg[i])) for i in range(n)]
+    df = spark.createDataFrame(rows, "row_id long, label int, w double, p_a double, p_b double, seg string")
+    return df.repartition(3), dict(y=y, w=w, p_a=p_a, p_b=p_b, seg=seg)
+
+
+def test_metrics_match_sklearn_with_weights_and_ties(scored):
+    df, a = scored
+    m, table = sm.metrics(df, "p_a", "test", bins=5, exact_limit=10_000)
+    y, w, p = a["y"], a["w"], a["p_a"]
+    assert m["auc_exact"] and m["auc_error_bound"] == 0.0
+    assert m["auc"] == pytest.approx(roc_auc_score(y, p, sample_weight=w), abs=1e-9)
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y, p, sample_weight=w), abs=1e-9)
+    assert m["mxe"] == pytest.approx(log_loss(y, p, sample_weight=w), abs=1e-9)
+    rate = np.sum(w * y) / np.sum(w)
+    assert m["ne"] == pytest.approx(m["mxe"] / -(rate * np.log(rate) + (1 - rate) * np.log(1 - rate)), abs=1e-12)
+    assert m["calibration"] == pytest.approx(np.sum(w * p) / np.sum(w * y), abs=1e-9)
+    rel = m["reliability"]
+    assert sum(b["rows"] for b in rel) == len(y) and 3 <= len(rel) <= 5
+    assert [b["mean_prediction"] for b in rel] == sorted(b["mean_prediction"] for b in rel)
+
+
+def test_rounded_scores_stay_within_the_reported_bound(scored):
+    df, a = scored
+    exact, _ = sm.metrics(df, "p_b", "test", bins=5, exact_limit=10_000)
+    df_fine = df.withColumn("p_b", F.col("p_b") + F.col("row_id") * 1e-9)   # more distinct scores than the limit
+    rounded, _ = sm.metrics(df_fine, "p_b", "test", bins=5, exact_limit=1000)
+    assert not rounded["auc_exact"] and rounded["auc_error_bound"] > 0
+    truth = roc_auc_score(a["y"], a["p_b"] + np.arange(len(a["y"])) * 1e-9, sample_weight=a["w"])
+    assert abs(rounded["auc"] - truth) <= rounded["auc_error_bound"] + 1e-12
+    assert exact["auc"] == pytest.approx(roc_auc_score(a["y"], a["p_b"], sample_weight=a["w"]), abs=1e-9)
+
+
+def test_segments_by_hand(scored):
+    df, a = scored
+    segs = {s["segment"]: s for s in sm.segment_metrics(df, "p_a", "seg")}
+    assert set(segs) == {"a", "b", "c"}
+    for name, s in segs.items():
+        k = a["seg"] == name
+        assert s["rows"] == int(k.sum()) and s["positives"] == int(a["y"][k].sum())
+        assert s["mxe"] == pytest.approx(log_loss(a["y"][k], a["p_a"][k], sample_weight=a["w"][k]), abs=1e-9)
+        assert s["auc"] == pytest.approx(roc_auc_score(a["y"][k], a["p_a"][k], sample_weight=a["w"][k]), abs=1e-9)
+
+
+def test_one_class_split_is_a_clear_error(spark):
+    df = spark.createDataFrame([(1, 0, 1.0, 0.2), (2, 0, 1.0, 0.3)], "row_id long, label int, w double, p double")
+    with pytest.raises(InputDataError, match="split test has only one class"):
+        sm.metrics(df, "p", "test", bins=5, exact_limit=1000)
+
+
+def test_paired_bootstrap_reproducible_and_partition_free(scored):
+    df, a = scored
+    one = sm.bootstrap(df, "p_a", "p_b", replicates=50, seed=11)
+    two = sm.bootstrap(df.repartition(7), "p_a", "p_b", replicates=50, seed=11)
+    for key in ("mxe_difference", "relative_mxe_improvement", "auc_difference"):
+        assert one[key]["interval"] == pytest.approx(two[key]["interval"], abs=1e-12)
+    other = sm.bootstrap(df, "p_a", "p_b", replicates=50, seed=12)
+    assert other["mxe_difference"]["interval"] != one["mxe_difference"]["interval"]
+    lo, hi = one["mxe_difference"]["interval"]
+    diff = log_loss(a["y"], a["p_a"], sample_weight=a["w"]) - log_loss(a["y"], a["p_b"], sample_weight=a["w"])
+    assert lo < diff < hi and hi - lo < 0.05
+    alo, ahi = one["auc_difference"]["interval"]
+    auc_diff = roc_auc_score(a["y"], a["p_a"], sample_weight=a["w"]) - roc_auc_score(a["y"], a["p_b"],
+                                                                                     sample_weight=a["w"])
+    assert alo - 0.01 < auc_diff < ahi + 0.01
+
+
+def test_recalibrated_column_formula(spark):
+    df = spark.createDataFrame([(0.5,), (0.2,)], "p double")
+    got = [r[0] for r in df.select(sm.recalibrated(F.col("p"), 0.1)).collect()]
+    assert got == pytest.approx([0.5 / (0.5 + 0.5 / 0.1), 0.2 / (0.2 + 0.8 / 0.1)], abs=1e-15)
+
+
+@pytest.mark.parametrize("name", ["logistic_regression", "gbt"])
+def test_baselines_fit_and_score(spark, name):
+    from pyspark.ml.linalg import Vectors
+
+    from ctr_pipeline.config import Layer, build_config
+    from evaluation import baselines
+
+    rng = np.random.default_rng(1)
+    rows = [(i, int(rng.random() < 0.2 + 0.6 * (i % 2)), Vectors.sparse(3, {0: float(i % 2), 2: rng.random()}))
+            for i in range(200)]
+    train = spark.createDataFrame(rows, ["row_id", "label", "features"])
+    cfg = build_config([Layer("t", {"training": {"n_estimators": 3, "max_depth": 2}})])
+    model, settings = baselines.fit(name, cfg, train, validation=train if name == "logistic_regression" else None)
+    assert settings.get("regParam", 1e-3) in baselines.LR_REG_GRID
+    out = baselines.add_probability(model, name, train)
+    assert f"p_{name}" in out.columns and not any(c.startswith(f"_{name}") for c in out.columns)
+    got = {r["row_id"]: r[f"p_{name}"] for r in out.collect()}
+    assert all(0 < p < 1 for p in got.values())
+    assert np.mean([got[i] for i in range(1, 200, 2)]) > np.mean([got[i] for i in range(0, 200, 2)])
+
+
+def test_negative_rate_from_sampling_config():
+    from ctr_pipeline.config import Layer, build_config
+    from evaluation.spark_job import negative_rate
+
+    def cfg(**sampling):
+        return build_config([Layer("t", {"sampling": sampling})])
+
+    assert negative_rate(cfg()) is None
+    assert negative_rate(cfg(stratify_by="label", strata_rates={"0": 0.05})) == 0.05
+    assert negative_rate(cfg(stratify_by="label", strata_rates={"0": 0.1, "1": 0.5})) == pytest.approx(0.2)
+    assert negative_rate(cfg(stratify_by="C1", strata_rates={"0": 0.05})) is None
+
+
+def test_downsampled_run_reports_recalibrated_test_metrics(spark, demo_tsv, tmp_path):
+    """Negatives kept at rate 0.25 in train: the test report shows raw and recalibrated predictions."""
+    from ctr_pipeline.config import build_config, flag_layer, parse_set_option
+    from ctr_pipeline.pipeline import run_stages
+    from ctr_pipeline.runs import STAGES, RunDir
+
+    settings = ["sampling.stratify_by=label", "sampling.strata_rates={'0': 0.25}", "training.n_estimators=10",
+                "evaluation.baselines=[]", "features.categorical_encoding=hash", "features.hash_buckets=256"]
+    cfg = build_config([parse_set_option(s) for s in settings] + [flag_layer("--input", "input.path", str(demo_tsv))])
+    run = RunDir(tmp_path / "run")
+    run_stages(STAGES, cfg, run, lambda: spark)
+    import json
+
+    m = json.loads((run.path_of("evaluate") / "metrics.json").read_text())
+    assert m["negative_rate"] == 0.25
+    raw, recal = m["test"], m["test"]["recalibrated"]
+    assert raw["calibration"] > 1.5                     # trained on 4x fewer negatives: over-predicts
+    assert abs(recal["calibration"] - 1) < abs(raw["calibration"] - 1)
+    assert recal["mxe"] < raw["mxe"] and recal["auc"] == pytest.approx(raw["auc"], abs=1e-9)  # same ranking
