@@ -40,6 +40,7 @@ bench: check-java $(STAMP)  ## run the benchmarks, JSON results in bench/results
 	$(BIN)/python -m bench.pipeline_throughput
 	$(BIN)/python -m bench.sampling_compare
 	$(BIN)/python -m bench.features_compare
+	$(BIN)/python -m bench.evaluation_scale
 
 clean:  ## remove the virtualenv, demo data and runs
 	rm -rf $(VENV) data/demo runs

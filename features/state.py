@@ -11,6 +11,7 @@ vocabulary of millions of values is not a JSON document.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -22,6 +23,7 @@ from ctr_pipeline.errors import InputDataError
 
 from .spec import FeatureSpec
 
+log = logging.getLogger("ctr_pipeline.features")
 FORMAT_VERSION = 1
 CLASS_NAME = "features.state.FittedTransform"
 
@@ -103,6 +105,11 @@ class FittedTransform:
         if spec.digest() != doc["spec_hash"]:
             raise InputDataError(f"{doc_path}: spec_hash does not match the spec it stores (edited by hand?); "
                                  "refit the features")
+        saved = doc.get("meta", {}).get("pandas")
+        if saved and saved.split(".")[:2] != pd.__version__.split(".")[:2]:
+            log.warning("%s was fitted with pandas %s, this is pandas %s: hash buckets come from pandas' hash "
+                        "function; tests/test_features_core.py pins known buckets, run it if in doubt",
+                        doc_path, saved, pd.__version__)
         tables = {k: pd.read_parquet(path / "tables" / v) for k, v in doc["tables"].items()}
         totals = doc["totals"]
         return cls(
