@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_flags(p)
         p.add_argument("--out", metavar="RUN_DIR", required=True, help="the run directory (created if needed)")
         p.add_argument("--force", action="store_true", help="redo stages even when already complete")
+        if name in ("train", "run"):
+            p.add_argument("--resume", action="store_true",
+                           help="continue an interrupted training from its newest checkpoint")
         if name in ("sample", "run"):
             p.add_argument("--sizes", metavar="SET=SIZE,...",
                            help="set sizes, row counts or fractions: train=100000,validation=20000,test=0.1")
@@ -162,7 +165,8 @@ def cmd_stages(args: argparse.Namespace) -> int:
         return session["spark"]
 
     try:
-        records = run_stages(args.stages, cfg, run, spark_factory, force=args.force)
+        records = run_stages(args.stages, cfg, run, spark_factory, force=args.force,
+                             options={"resume": getattr(args, "resume", False)})
     finally:
         if "spark" in session:
             session["spark"].stop()

@@ -298,6 +298,12 @@ def _check_cross_fields(cfg: Config) -> None:
     if "validation" in cfg.evaluation.splits and not s.validation:
         raise ConfigError(f"{cfg.source_of('evaluation.splits')}: evaluation.splits names 'validation' but "
                           "sampling.validation is 0")
+    from training.search import check_space
+
+    check_space(cfg.training.search_space, cfg.training.search_method, cfg.source_of("training.search_space"))
+    if cfg.training.min_relative_gain is not None and not s.validation:
+        raise ConfigError(f"{cfg.source_of('training.min_relative_gain')}: training.min_relative_gain needs a "
+                          "validation split; set sampling.validation > 0")
     if cfg.training.early_stopping_rounds is not None and not s.validation:
         raise ConfigError(f"{cfg.source_of('training.early_stopping_rounds')}: training.early_stopping_rounds "
                           "needs a validation split; set sampling.validation > 0")
@@ -310,6 +316,11 @@ def _check_cross_fields(cfg: Config) -> None:
         raise ConfigError(f"{cfg.source_of('training.params')}: training.params: {', '.join(clash)} have their "
                           "own keys in the training section (eta is learning_rate, num_round is n_estimators); "
                           "set them there")
+    reserved = sorted({"callbacks", "xgb_model", "features_col", "label_col", "weight_col",
+                       "validation_indicator_col"} & set(cfg.training.params))
+    if reserved:
+        raise ConfigError(f"{cfg.source_of('training.params')}: training.params: {', '.join(reserved)} are set by "
+                          "the pipeline (checkpoints, resume, feature columns); remove them")
 
 
 def parse_duration(text: str) -> int:

@@ -9,7 +9,7 @@ import importlib
 import logging
 import time
 import uuid
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 from .config import section_hash, to_dict
 from .errors import StageError
@@ -40,7 +40,8 @@ def check_can_run(stage: str, run: RunDir) -> None:
                              f"'ctr-pipeline {up} --out {run.root}' (or 'ctr-pipeline run') first")
 
 
-def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], Any], force: bool) -> dict:
+def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], Any], force: bool,
+              options: Optional[dict] = None) -> dict:
     """Run one stage (or skip it when complete); return its manifest record."""
     sections = CONFIG_SECTIONS[stage]
     current = {s: to_dict(cfg)[s] for s in sections}
@@ -59,7 +60,7 @@ def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], 
     log.info("%s: started", stage)
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
     try:
-        result: StageResult = module.run(StageContext(spark, cfg, run, staging))
+        result: StageResult = module.run(StageContext(spark, cfg, run, staging, dict(options or {})))
         run.publish(stage, staging)
     except BaseException:
         run.discard(staging)
@@ -80,10 +81,10 @@ def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], 
 
 
 def run_stages(stages: Iterable[str], cfg: Config, run: RunDir, spark_factory: Callable[[], Any],
-               force: bool = False) -> dict[str, dict]:
+               force: bool = False, options: Optional[dict] = None) -> dict[str, dict]:
     """Run ``stages`` in pipeline order; ``force`` redoes them even when complete."""
     records = {}
     for stage in STAGES:
         if stage in stages:
-            records[stage] = run_stage(stage, cfg, run, spark_factory, force)
+            records[stage] = run_stage(stage, cfg, run, spark_factory, force, options)
     return records

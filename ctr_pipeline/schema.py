@@ -127,6 +127,28 @@ class TrainingConfig:
                                                     "many rounds (needs a validation split).", min=1)
     params: Mapping[str, Any] = _fd(dict, "Further XGBoost parameters passed as they are, e.g. "
                                           "`{max_delta_step: 1, subsample: 0.8}`.")
+    min_relative_gain: Optional[float] = _f(None, "Cost-aware early stopping: stop when the last gain_window trees "
+                                                  "improved validation MXE by less than this share (e.g. 0.001); "
+                                                  "needs a validation split.", gt=0.0, lt=1.0)
+    gain_window: int = _f(20, "Trees over which min_relative_gain is measured.", min=1)
+    checkpoint_every: int = _f(10, "Write the booster every this many rounds (0: never), so a failed or killed "
+                                   "training resumes from it.", min=0)
+    checkpoint_dir: Optional[str] = _f(None, "Where checkpoints go: a local path or s3://bucket/prefix (written with "
+                                             "boto3); default RUN/checkpoints/train.")
+    retries: int = _f(2, "Failed training attempts (lost executor, failed barrier stage) retried, each from the "
+                         "newest checkpoint.", min=0, max=20)
+    retry_backoff: float = _f(10.0, "Seconds before the first retry; doubles each time.", min=0.0)
+    progress_every: int = _f(10, "Log a progress line (round, elapsed time, validation MXE) every this many "
+                                 "rounds (0: never).", min=0)
+    search_space: Mapping[str, Any] = _fd(dict, "Hyperparameter search by k-fold cross-validation on train, e.g. "
+                                                "`{max_depth: [4, 6, 8], learning_rate: [0.05, 0.1]}` (random "
+                                                "search also takes `{min, max, log}` ranges); empty: no search. "
+                                                "The best candidate is refit on all of train.")
+    search_method: str = _f("grid", "`grid` (every combination) or `random` (search_candidates seeded draws).",
+                            choices=("grid", "random"))
+    search_candidates: int = _f(10, "Candidates drawn by random search.", min=1, max=10_000)
+    search_folds: int = _f(3, "Cross-validation folds (by a stable hash of row_id).", min=2, max=20)
+    search_seed: int = _f(0, "Seed of the folds and of random search.", min=0)
 
 
 BASELINES = ("logistic_regression", "gbt")

@@ -17,6 +17,7 @@ class StageContext:
     cfg: Config
     run: RunDir
     out: Path
+    options: dict[str, Any] = field(default_factory=dict)  # per-invocation switches, e.g. resume
 
     def upstream_details(self, stage: str) -> dict[str, Any]:
         """``details`` recorded by a finished upstream stage (e.g. the sample stage's num_features)."""

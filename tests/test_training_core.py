@@ -1,4 +1,6 @@
 """Training parameters and the checks made before any Spark work."""
+import json
+
 import pytest
 
 from ctr_pipeline.config import build_config, parse_set_option
@@ -38,3 +40,112 @@ def test_cuda_problems_are_explained():
     assert "no CUDA support" in cuda_problem("cuda", False, 0)
     assert "no GPU is visible" in cuda_problem("cuda", True, 0)
     assert cuda_problem("cuda", True, 1) is None
+
+
+# ---------------------------------------------------------------------------------------------- stopping, checkpoints
+
+from training.core import (backoff_seconds, best_round, checkpoint_name, cost_aware_stop,  # noqa: E402
+                           merged_history, newest_checkpoint)
+
+
+def test_cost_aware_rule_on_a_crafted_history():
+    steep = [1.0, 0.8, 0.6, 0.5, 0.45]
+    assert not cost_aware_stop(steep, window=2, min_gain=0.1)          # 0.6 -> 0.45: 25% gain
+    flat = [1.0, 0.5, 0.499, 0.4985, 0.498]
+    assert cost_aware_stop(flat, window=2, min_gain=0.01)              # 0.499 -> 0.498: 0.2% < 1%
+    assert not cost_aware_stop(flat[:2], window=2, min_gain=0.01)      # not enough rounds yet
+    assert cost_aware_stop([0.5, 0.6, 0.7], window=2, min_gain=0.0)    # getting worse
+    assert best_round([0.5, 0.4, 0.4, 0.45]) == 1 and best_round([]) is None
+
+
+def test_patience_and_gain_need_validation():
+    with pytest.raises(ConfigError, match="training.min_relative_gain needs a validation split"):
+        params("sampling.validation=0", "training.min_relative_gain=0.001")
+    p = params("training.min_relative_gain=0.001")
+    assert p["validation_indicator_col"] == VALIDATION_FLAG and "early_stopping_rounds" not in p
+    with pytest.raises(ConfigError, match=r"training.params: callbacks, xgb_model are set by the pipeline"):
+        params("training.params={callbacks: 1, xgb_model: x}")
+
+
+def test_checkpoint_names_newest_and_backoff():
+    names = [checkpoint_name(10), checkpoint_name(120), ".tmp-abc", checkpoint_name(30), "round-x.ubj"]
+    assert checkpoint_name(7) == "round-000007.ubj"
+    assert newest_checkpoint(names) == (120, "round-000120.ubj") and newest_checkpoint([]) is None
+    assert [backoff_seconds(a, 5.0) for a in (1, 2, 3)] == [5.0, 10.0, 20.0]
+    h = merged_history({"validation": {"logloss": [0.3, 0.2]}}, {"validation": {"logloss": [0.1]},
+                                                                 "training": {"logloss": [0.05]}})
+    assert h == {"validation": {"logloss": [0.3, 0.2, 0.1]}, "training": {"logloss": [0.05]}}
+
+
+def test_local_checkpoint_store_is_atomic_and_clearable(tmp_path):
+    from training.checkpoints import CheckpointStore
+
+    store = CheckpointStore(str(tmp_path / "ck"))
+    assert store.newest() is None and store.names() == []
+    store.put(10, b"ten")
+    store.put(20, b"twenty")
+    (tmp_path / "ck" / ".tmp-leftover").write_bytes(b"half")        # a writer killed mid-write
+    assert store.newest() == (20, b"twenty")
+    store.clear()
+    assert store.names() == []
+    with pytest.raises(ValueError, match="use a local path or s3://"):
+        CheckpointStore("hdfs://nn/x")
+
+
+def test_s3_checkpoint_store_with_moto(monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    from training.checkpoints import CheckpointStore
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="ckpt")
+        store = CheckpointStore("s3://ckpt/runs/r1/train")
+        store.put(5, b"five")
+        store.put(15, b"fifteen")
+        assert store.names() == ["round-000005.ubj", "round-000015.ubj"]
+        assert store.newest() == (15, b"fifteen")
+        store.clear()
+        assert store.newest() is None
+
+
+# ---------------------------------------------------------------------------------------------- search
+
+from training.search import candidate_id, candidates, check_space, cv_table  # noqa: E402
+
+
+def test_grid_and_seeded_random_candidates():
+    space = {"max_depth": [3, 6], "learning_rate": [0.1, 0.3]}
+    grid = candidates(space, "grid", 0, 0)
+    assert grid == [{"max_depth": 3, "learning_rate": 0.1}, {"max_depth": 3, "learning_rate": 0.3},
+                    {"max_depth": 6, "learning_rate": 0.1}, {"max_depth": 6, "learning_rate": 0.3}]
+    ranged = {"max_depth": {"min": 2, "max": 10}, "learning_rate": {"min": 0.01, "max": 0.3, "log": True}}
+    a, b = candidates(ranged, "random", 5, 7), candidates(ranged, "random", 5, 7)
+    assert a == b and a != candidates(ranged, "random", 5, 8) and len(a) == 5
+    assert all(isinstance(c["max_depth"], int) and 2 <= c["max_depth"] <= 10 for c in a)
+    assert all(0.01 <= c["learning_rate"] <= 0.3 for c in a)
+    assert candidate_id({"a": 1, "b": 2}) == candidate_id({"b": 2, "a": 1})
+
+
+@pytest.mark.parametrize("space, method, message", [
+    ({"depth": [3]}, "grid", r"'depth' cannot be searched"),
+    ({"max_depth": {"min": 2, "max": 5}}, "grid", r"expected a list of numbers, got"),
+    ({"learning_rate": {"min": 0, "max": 1, "log": True}}, "random", r"a log range needs min > 0"),
+])
+def test_search_space_errors(space, method, message):
+    with pytest.raises(ConfigError, match=message):
+        check_space(space, method, "c.yaml line 3")
+
+
+def test_cv_table_mean_std_best_first():
+    rows = [{"candidate": "a", "fold": 0, "params": {"max_depth": 3}, "mxe": 0.30, "auc": 0.70},
+            {"candidate": "a", "fold": 1, "params": {"max_depth": 3}, "mxe": 0.32, "auc": 0.72},
+            {"candidate": "b", "fold": 0, "params": {"max_depth": 6}, "mxe": 0.20, "auc": 0.80},
+            {"candidate": "b", "fold": 1, "params": {"max_depth": 6}, "mxe": 0.24, "auc": 0.78}]
+    t = cv_table(rows)
+    assert t["candidate"].tolist() == ["b", "a"] and t["folds"].tolist() == [2, 2]
+    assert t.loc[0, "mxe_mean"] == pytest.approx(0.22) and t.loc[0, "mxe_std"] == pytest.approx(0.02828427, abs=1e-7)
+    assert t.loc[1, "auc_mean"] == pytest.approx(0.71) and json.loads(t.loc[0, "params"]) == {"max_depth": 6}

@@ -10,15 +10,21 @@ import json
 import logging
 import shutil
 import subprocess
+import time
+from typing import Optional
 
 from pyspark.sql import functions as F
 
-from ctr_pipeline.errors import ConfigError
+from ctr_pipeline.errors import ConfigError, StageError, UserError
 from ctr_pipeline.spark import task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from features.spark_io import read_features
 
-from .core import VALIDATION_FLAG, check_workers, cuda_problem, estimator_params
+from .callbacks import PipelineCallback
+from .checkpoints import CheckpointStore
+from .cv import run_search, search_hash
+from .core import (VALIDATION_FLAG, backoff_seconds, best_round, check_workers, cuda_problem, estimator_params,
+                   merged_history)
 
 log = logging.getLogger("ctr_pipeline.training")
 
@@ -59,9 +65,100 @@ def whole_partition_batches(spark, enabled: bool):
         yield
 
 
-def run(ctx: StageContext) -> StageResult:
+def checkpoint_uri(ctx: StageContext) -> str:
+    return ctx.cfg.training.checkpoint_dir or str(ctx.run.root / "checkpoints" / "train")
+
+
+def load_checkpoint(raw: bytes):
+    """(booster, per-round history stored with it) of a checkpoint's bytes."""
+    import xgboost
+
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(raw))
+    history = json.loads(booster.attr("ctr_pipeline_history") or "{}")
+    return booster, history
+
+
+def fit_once(ctx: StageContext, params: dict, data, start: Optional[tuple[int, bytes]]):
+    """One training attempt, continuing from checkpoint ``start`` (rounds, bytes) when given.
+    Returns (model, history of every round)."""
     from xgboost.spark import SparkXGBClassifier
 
+    t = ctx.cfg.training
+    total = params["n_estimators"]
+    kwargs, earlier = dict(params), {}
+    if start is not None:
+        booster, earlier = load_checkpoint(start[1])
+        kwargs["xgb_model"] = booster
+        kwargs["n_estimators"] = total - start[0]
+        log.info("train: resuming from the checkpoint with %d trees; %d rounds to go", start[0],
+                 kwargs["n_estimators"])
+    kwargs["callbacks"] = [PipelineCallback(total, checkpoint_uri(ctx), t.checkpoint_every, t.progress_every,
+                                            t.min_relative_gain, t.gain_window, earlier)]
+    with whole_partition_batches(ctx.spark, enabled="validation_indicator_col" in params):
+        model = SparkXGBClassifier(**kwargs).fit(data)
+    summary = getattr(model, "training_summary", None)
+    current = {"training": dict(getattr(summary, "train_objective_history", {}) or {}),
+               "validation": dict(getattr(summary, "validation_objective_history", {}) or {})}
+    return model, merged_history(earlier, {k: v for k, v in current.items() if v})
+
+
+def fit_with_retries(ctx: StageContext, params: dict, data, resume: bool):
+    """Train; a failed attempt is retried (t.retries times, backoff doubling), each from the newest
+    checkpoint. ``resume`` starts from the newest checkpoint too; otherwise old checkpoints are cleared."""
+    t = ctx.cfg.training
+    store = CheckpointStore(checkpoint_uri(ctx))
+    if not resume:
+        store.clear()
+    attempts = t.retries + 1
+    for attempt in range(1, attempts + 1):
+        start = store.newest() if (resume or attempt > 1) else None
+        if resume and attempt == 1 and start is None:
+            log.warning("train: --resume but no checkpoint in %s; starting from round 0", store.uri)
+        try:
+            return fit_once(ctx, params, data, start)
+        except UserError:
+            raise
+        except Exception as exc:  # a lost executor or failed barrier stage surfaces as a Py4J/Spark error
+            reason = failure_reason(exc)
+            if attempt == attempts:
+                raise StageError(f"training failed in all {attempts} attempt(s); last error: {reason}. "
+                                 f"Checkpoints are kept in {store.uri}: fix the cause and run "
+                                 "'ctr-pipeline train --resume --out RUN'") from exc
+            wait = backoff_seconds(attempt, t.retry_backoff)
+            log.warning("train: attempt %d of %d failed (%s); retrying from the newest checkpoint in %.0fs",
+                        attempt, attempts, reason, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for a failed attempt: the innermost Python error a Spark task reported, if any."""
+    text = str(exc)
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line and ("Error:" in line or "Exception:" in line) and not line.startswith("at "):
+            return line[:300]
+    return (text.strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def keep_best_trees(model, history: dict, stopping: bool) -> Optional[int]:
+    """With early stopping, keep only the trees up to the best validation round; return that round."""
+    best = best_round(history.get("validation", {}).get("logloss", []))
+    if best is None or not stopping:
+        return best
+    booster = model.get_booster()
+    if best + 1 < booster.num_boosted_rounds():
+        sliced = booster[: best + 1]
+        sliced.set_attr(best_iteration=str(best))
+        model._xgb_sklearn_model._Booster = sliced   # the Spark model predicts and saves with this booster
+    return best
+
+
+def run(ctx: StageContext) -> StageResult:
+    import xgboost
+
+    t = ctx.cfg.training
     params = estimator_params(ctx.cfg)
     check_environment(ctx, params)
     feats = ctx.run.path_of("features")
@@ -69,26 +166,69 @@ def run(ctx: StageContext) -> StageResult:
     if "weight" in data.columns:
         params["weight_col"] = "weight"
     rows = {"train": data.count()}
+    train_only = data
     if "validation_indicator_col" in params:
         valid = read_features(ctx.spark, str(feats / "validation"))
         rows["validation"] = valid.count()
         data = (data.withColumn(VALIDATION_FLAG, F.lit(False))
                 .unionByName(valid.withColumn(VALIDATION_FLAG, F.lit(True))))
+    search = None
+    if t.search_space:
+        search = cross_validate(ctx, params, train_only)
+        params.update(search["best"])
     log.info("train: %s rows, %d trees of depth %d, %s on %d worker(s)", f"{rows['train']:,}",
              params["n_estimators"], params["max_depth"], params["tree_method"], params["num_workers"])
-    with whole_partition_batches(ctx.spark, enabled="validation_indicator_col" in params):
-        model = SparkXGBClassifier(**params).fit(data)
+    model, history = fit_with_retries(ctx, params, data, resume=bool(ctx.options.get("resume")))
+    stopping = t.early_stopping_rounds is not None or t.min_relative_gain is not None
+    best = keep_best_trees(model, history, stopping)
     model.write().save(str(ctx.out / "spark_model"))
-    summary = getattr(model, "training_summary", None)
-    history = {"training": dict(getattr(summary, "train_objective_history", {}) or {}),
-               "validation": dict(getattr(summary, "validation_objective_history", {}) or {})}
     (ctx.out / "history.json").write_text(json.dumps(history) + "\n", encoding="utf-8")
     booster = model.get_booster()
     booster.save_model(str(ctx.out / "booster.ubj"))
     booster.save_model(str(ctx.out / "booster.json"))
-    best = getattr(booster, "best_iteration", None)
-    details = {"params": {k: v for k, v in params.items() if k not in ("features_col", "label_col")},
-               "trees": booster.num_boosted_rounds(), "best_iteration": best}
+    trees = booster.num_boosted_rounds()
+    shown = {k: v for k, v in params.items() if k not in ("features_col", "label_col", "callbacks", "xgb_model")}
+    metadata = {"params": shown, "trees": trees, "best_iteration": best, "stopped_early": stopping and trees <
+                params["n_estimators"], "history": "history.json",
+                "feature_map_sha256": _sha256(feats / "feature_map.tsv"),
+                "features_spec_hash": ctx.upstream_details("features").get("spec_hash"),
+                "data": {"features": str(feats), "rows": rows,
+                         "features_token": (ctx.run.stage_record("features") or {}).get("token")},
+                "versions": {"xgboost": xgboost.__version__, "pyspark": ctx.spark.version}}
+    if search is not None:
+        search["table"].to_csv(ctx.out / "cv_results.tsv", sep="\t", index=False)
+        metadata["cv_table"] = "cv_results.tsv"
+        metadata["search"] = {k: v for k, v in search.items() if k != "table"}
+    (ctx.out / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+    details = {"params": shown, "trees": trees, "best_iteration": best}
     return StageResult(rows=rows, details=details,
-                       summary=[f"model: {booster.num_boosted_rounds()} trees ({params['tree_method']}, "
-                                f"{params['device']}, {params['num_workers']} worker(s))"])
+                       summary=[f"model: {trees} trees ({params['tree_method']}, {params['device']}, "
+                                f"{params['num_workers']} worker(s))"
+                                + (f", best iteration {best + 1}" if best is not None else "")])
+
+
+def cross_validate(ctx: StageContext, params: dict, train) -> dict:
+    """k-fold search on the train split; returns the best candidate's parameters and the table."""
+    from xgboost.spark import SparkXGBClassifier
+
+    t = ctx.cfg.training
+    base = {k: v for k, v in params.items() if k not in ("validation_indicator_col", "early_stopping_rounds")}
+    token = (ctx.run.stage_record("features") or {}).get("token", "")
+    folder = ctx.run.root / "checkpoints" / "cv" / search_hash(t, base, token)
+
+    def fit(p: dict, df):
+        return SparkXGBClassifier(**p).fit(df)
+
+    log.info("train: cross-validated %s search, %d folds, in %s", t.search_method, t.search_folds, folder)
+    table = run_search(t, base, train, folder, fit)
+    best = json.loads(table.loc[0, "params"])
+    log.info("train: best candidate %s: CV MXE %.5f +- %.5f, AUC %.4f +- %.4f", json.dumps(best),
+             table.loc[0, "mxe_mean"], table.loc[0, "mxe_std"], table.loc[0, "auc_mean"], table.loc[0, "auc_std"])
+    return {"best": best, "folds": t.search_folds, "method": t.search_method, "candidates": len(table),
+            "results": str(folder), "table": table}
+
+
+def _sha256(path) -> Optional[str]:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None

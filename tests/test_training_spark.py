@@ -1,0 +1,235 @@
+"""Training on Spark: retries from checkpoints after an injected failure, kill -9 and --resume, the
+cost-aware stopping rule, progress lines, outputs."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+
+from ctr_pipeline.config import build_config, flag_layer, parse_set_option
+from ctr_pipeline.pipeline import run_stage, run_stages
+from ctr_pipeline.runs import RunDir
+from features.spark_io import read_features
+from training import callbacks as cb
+from training import spark_job as tj
+
+from .conftest import REPO, cli_env
+
+pytestmark = pytest.mark.spark
+
+BASE = ["features.categorical_encoding=hash", "features.hash_buckets=512", "evaluation.baselines=[]",
+        "evaluation.bootstrap=0", "training.checkpoint_every=5", "training.retry_backoff=0"]
+
+
+def make_cfg(demo_tsv, *extra):
+    return build_config([parse_set_option(s) for s in (*BASE, *extra)]
+                        + [flag_layer("--input", "input.path", str(demo_tsv))])
+
+
+class FailOnce(cb.PipelineCallback):
+    """Raises in the training task at round 12 of the first attempt; a marker file beside the
+    checkpoints remembers that it did (instance state does not survive the retry)."""
+
+    def after_iteration(self, model, epoch, evals_log):
+        stop = super().after_iteration(model, epoch, evals_log)
+        marker = self.store.root.parent / "failed-once"
+        if model.num_boosted_rounds() == 12 and not marker.exists():
+            marker.touch()
+            raise RuntimeError("injected failure: executor lost")
+        return stop
+
+
+class FailAlways(cb.PipelineCallback):
+    def after_iteration(self, model, epoch, evals_log):
+        if model.num_boosted_rounds() == 12:
+            raise RuntimeError("injected failure: executor lost")
+        return super().after_iteration(model, epoch, evals_log)
+
+
+def predictions(spark, run: RunDir, model_dir: Path) -> np.ndarray:
+    import xgboost as xgb
+    from scipy.sparse import csr_matrix
+
+    rows = read_features(spark, str(run.path_of("features") / "test")).orderBy("row_id").collect()
+    width = rows[0]["features"].size
+    data, indices, indptr = [], [], [0]
+    for r in rows:
+        indices += list(r["features"].indices)
+        data += list(r["features"].values)
+        indptr.append(len(indices))
+    booster = xgb.Booster(model_file=str(model_dir / "booster.ubj"))
+    return booster.predict(xgb.DMatrix(csr_matrix((data, indices, indptr), shape=(len(rows), width)), missing=0.0))
+
+
+@pytest.fixture(scope="module")
+def prepared(spark, demo_tsv, tmp_path_factory):
+    """A run with finished sample and features stages, and an uninterrupted training as the reference."""
+    root = tmp_path_factory.mktemp("train")
+    run = RunDir(root / "base")
+    cfg = make_cfg(demo_tsv, "training.n_estimators=30")
+    run_stages(("sample", "features", "train"), cfg, run, lambda: spark)
+    return run, cfg, predictions(spark, run, run.path_of("train"))
+
+
+def copy_upstream(run: RunDir, dest: Path) -> RunDir:
+    shutil.copytree(run.root, dest, ignore=shutil.ignore_patterns("checkpoints", "model"))
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["stages"].pop("train", None)
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return RunDir(dest)
+
+
+def test_outputs_history_and_metadata(prepared):
+    run, _, _ = prepared
+    model = run.path_of("train")
+    history = json.loads((model / "history.json").read_text())
+    assert len(history["training"]["logloss"]) == 30
+    meta = json.loads((model / "metadata.json").read_text())
+    assert meta["trees"] == 30 and meta["params"]["n_estimators"] == 30 and meta["feature_map_sha256"]
+    assert meta["versions"]["xgboost"].startswith("3.2") and meta["data"]["rows"]["train"] > 0
+    assert sorted(p.name for p in (run.root / "checkpoints" / "train").iterdir()) == [
+        f"round-{r:06d}.ubj" for r in (5, 10, 15, 20, 25)]
+
+
+def test_injected_failure_is_retried_from_the_checkpoint(spark, prepared, tmp_path, monkeypatch, caplog):
+    run, cfg, reference = prepared
+    again = copy_upstream(run, tmp_path / "retry")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(tj, "PipelineCallback", FailOnce)
+    with caplog.at_level("WARNING", logger="ctr_pipeline"):
+        run_stage("train", cfg, again, lambda: spark, force=False)
+    assert (again.root / "checkpoints" / "failed-once").exists()
+    assert "attempt 1 of 3 failed" in caplog.text and "injected failure" in caplog.text
+    history = json.loads((again.path_of("train") / "history.json").read_text())
+    assert len(history["training"]["logloss"]) == 30                  # rounds 1-10 from the checkpoint
+    np.testing.assert_allclose(predictions(spark, again, again.path_of("train")), reference, rtol=0, atol=1e-6)
+
+
+def test_failures_beyond_the_retries_are_one_clear_error(spark, prepared, tmp_path, monkeypatch):
+    from ctr_pipeline.errors import StageError
+
+    run, cfg, _ = prepared
+    again = copy_upstream(run, tmp_path / "fail")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(tj, "PipelineCallback", FailAlways)
+    cfg1 = make_cfg(cfg.input.path, "training.n_estimators=30", "training.retries=1")
+    with pytest.raises(StageError, match=r"training failed in all 2 attempt\(s\); .* --resume"):
+        run_stage("train", cfg1, again, lambda: spark, force=False)
+
+
+def test_cost_aware_rule_stops_and_keeps_the_best_trees(spark, prepared, tmp_path):
+    run, _, _ = prepared
+    again = copy_upstream(run, tmp_path / "gain")
+    cfg = build_config([parse_set_option(s) for s in (*BASE, "training.n_estimators=200", "training.learning_rate=0.3",
+                                                           "training.min_relative_gain=0.002",
+                                                           "training.gain_window=5")])
+    rec = run_stage("train", cfg, again, lambda: spark, force=False)
+    history = json.loads((again.path_of("train") / "history.json").read_text())
+    valid = history["validation"]["logloss"]
+    assert len(valid) < 200                                            # stopped by the rule
+    best = int(np.argmin(valid))
+    assert rec["details"]["best_iteration"] == best
+    assert rec["details"]["trees"] == best + 1                          # only the trees up to the best round
+    import xgboost as xgb
+
+    assert xgb.Booster(model_file=str(again.path_of("train") / "booster.ubj")).num_boosted_rounds() == best + 1
+
+
+def test_kill_9_then_resume_gives_the_uninterrupted_model(spark, prepared, tmp_path):
+    """A real training process killed with SIGKILL mid-way; `train --resume` ends with the same model."""
+    run, _, _ = prepared
+    killed = copy_upstream(run, tmp_path / "killed")
+    sets = [a for s in (*BASE, "training.n_estimators=300", "training.max_depth=8", "training.progress_every=5")
+            for a in ("--set", s)]
+    cmd = [str(Path(sys.executable).parent / "ctr-pipeline"), "train", "--out", str(killed.root), *sets,
+           "--set", "spark.master=local[2]", "--set", "spark.driver_memory=1g"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    ckpt = killed.root / "checkpoints" / "train"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = [p for p in ckpt.glob("round-*.ubj")] if ckpt.is_dir() else []
+        if any(int(p.stem.split("-")[1]) >= 20 for p in done):
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    assert not killed.is_complete("train")
+    resumed = subprocess.run(cmd + ["--resume"], cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from the checkpoint with" in resumed.stderr
+    assert "train: round 300/300" in resumed.stderr
+    reference_run = copy_upstream(run, tmp_path / "reference")
+    cfg = build_config([parse_set_option(s) for s in (*BASE, "training.n_estimators=300", "training.max_depth=8")])
+    run_stage("train", cfg, reference_run, lambda: spark, force=False)
+    np.testing.assert_allclose(predictions(spark, killed, killed.path_of("train")),
+                               predictions(spark, reference_run, reference_run.path_of("train")), rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- search
+
+def test_cv_folds_reproducible_and_disjoint(spark, prepared):
+    from features.hashing import fold_of
+    from training.cv import FOLD, with_folds
+
+    run, _, _ = prepared
+    train = read_features(spark, str(run.path_of("features") / "train"))
+    a = {r["row_id"]: r[FOLD] for r in with_folds(train, 3, 5).select("row_id", FOLD).collect()}
+    b = {r["row_id"]: r[FOLD] for r in with_folds(train.repartition(5), 3, 5).select("row_id", FOLD).collect()}
+    assert a == b and set(a.values()) == {0, 1, 2}                      # every row in exactly one fold
+    ids = np.array(sorted(a))
+    assert [a[i] for i in ids] == fold_of(ids, 3, 5).tolist()
+
+
+def test_search_persists_results_and_resumes_without_redoing_them(spark, prepared, tmp_path):
+    from xgboost.spark import SparkXGBClassifier
+
+    from training.cv import run_search
+
+    run, cfg, _ = prepared
+    train = read_features(spark, str(run.path_of("features") / "train"))
+    t = make_cfg(cfg.input.path, "training.search_space={max_depth: [2, 4]}", "training.search_folds=2",
+                 "training.n_estimators=5").training
+    calls = []
+
+    def fit(params, df):
+        calls.append(params["max_depth"])
+        return SparkXGBClassifier(**{k: v for k, v in params.items()}).fit(df)
+
+    base = {"features_col": "features", "label_col": "label", "n_estimators": 5, "enable_sparse_data_optim": True,
+            "missing": 0.0, "num_workers": 1}
+    table = run_search(t, base, train, tmp_path / "cv", fit)
+    assert sorted(calls) == [2, 2, 4, 4] and len(list((tmp_path / "cv").glob("*.json"))) == 4
+    assert table["folds"].tolist() == [2, 2] and table["mxe_mean"].is_monotonic_increasing
+    victim = sorted((tmp_path / "cv").glob("*.json"))[0]
+    victim.unlink()                                                     # as if the search crashed before it
+    calls.clear()
+    again = run_search(t, base, train, tmp_path / "cv", fit)
+    assert len(calls) == 1
+    np.testing.assert_allclose(again["mxe_mean"], table["mxe_mean"], rtol=0, atol=1e-9)
+
+
+def test_stage_search_picks_the_best_candidate_and_refits(spark, prepared, tmp_path):
+    run, _, _ = prepared
+    again = copy_upstream(run, tmp_path / "search")
+    cfg = build_config([parse_set_option(s) for s in (
+        *BASE, "training.n_estimators=8", "training.search_space={max_depth: [1, 5]}", "training.search_folds=2",
+        "training.early_stopping_rounds=3")])
+    rec = run_stage("train", cfg, again, lambda: spark, force=False)
+    model = again.path_of("train")
+    import pandas as pd
+
+    table = pd.read_csv(model / "cv_results.tsv", sep="\t")
+    assert len(table) == 2 and (table["folds"] == 2).all()
+    best = json.loads(table.loc[0, "params"])
+    meta = json.loads((model / "metadata.json").read_text())
+    assert meta["search"]["best"] == best and meta["cv_table"] == "cv_results.tsv"
+    assert rec["details"]["params"]["max_depth"] == best["max_depth"]
