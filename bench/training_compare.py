@@ -1,6 +1,7 @@
 """The training stage against single-process XGBoost and Spark MLlib GBT on the same feature vectors.
 
     python -m bench.training_compare [--rows 1000000] [--trees 100] [--gbt-trees 20] [--skip-real]
+        [--scaling 250000 1000000 4000000]
 
 Part 1 (demo rows, sample + features made once by the CLI): in one run, each method in a fresh process
 (wall of the fit, test AUC and MXE):
@@ -12,6 +13,8 @@ Part 1 (demo rows, sample + features made once by the CLI): in one run, each met
 Part 2 (../shared/data): TalkingData and the Criteo attribution sample through the whole pipeline with
 the shipped configs, against ``xgboost.train`` on the same feature vectors and split with the same
 parameters: test MXE and its relative difference (target within 1%).
+
+Part 3 (``--scaling``): the stage's fit time at several demo sizes (the train split is 80% of the rows).
 """
 from __future__ import annotations
 
@@ -184,6 +187,9 @@ def main(argv=None) -> int:
     parser.add_argument("--gbt-trees", type=int, default=20)
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--skip-gbt", action="store_true", help="leave out MLlib GBTClassifier (slow on wide vectors)")
+    parser.add_argument("--scaling", type=int, nargs="*", default=[],
+                        help="also time the stage at these row counts, e.g. 250000 1000000 4000000")
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
@@ -195,19 +201,22 @@ def main(argv=None) -> int:
         run = prepared_run(args.rows)
         print(f"{args.rows:,} demo rows, {args.trees} trees of depth {PARAMS['max_depth']} (approx), fresh process "
               "per method:", flush=True)
-        res = {"native": measure(run, "native", args.trees),
-               "stage-w1": measure(run, "stage", args.trees, 1),
-               "stage-w2": measure(run, "stage", args.trees, 2),
-               "mllib-gbt": measure(run, "mllib-gbt", args.gbt_trees),
-               "stage-w2-gbt-trees": measure(run, "stage", args.gbt_trees, 2)}
-        for k, r in res.items():
-            print(f"  {k:<20} fit {r['seconds']:7.1f}s  test AUC {r['auc']:.4f}  MXE {r['mxe']:.5f}  peak RSS "
-                  f"{r['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+        plan = {"native": ("native", args.trees, 1), "stage-w1": ("stage", args.trees, 1),
+                "stage-w2": ("stage", args.trees, 2), "stage-w2-gbt-trees": ("stage", args.gbt_trees, 2),
+                "mllib-gbt": ("mllib-gbt", args.gbt_trees, 1)}
+        if args.skip_gbt:
+            plan = {k: v for k, v in plan.items() if "gbt" not in k}
+        res = {}
+        for k, (method, trees, workers) in plan.items():
+            r = res[k] = measure(run, method, trees, workers)
+            print(f"  {k:<20} {trees:>4} trees  fit {r['seconds']:7.1f}s  test AUC {r['auc']:.4f}  MXE "
+                  f"{r['mxe']:.5f}  peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
         ratios = {f"stage-w{k} / native wall": res[f"stage-w{k}"]["seconds"] / res["native"]["seconds"]
                   for k in (1, 2)}
         ratios.update({f"stage-w{k} - native AUC": res[f"stage-w{k}"]["auc"] - res["native"]["auc"] for k in (1, 2)})
-        ratios["mllib-gbt / stage wall"] = res["mllib-gbt"]["seconds"] / res["stage-w2-gbt-trees"]["seconds"]
-        ratios["stage - mllib-gbt MXE"] = res["stage-w2-gbt-trees"]["mxe"] - res["mllib-gbt"]["mxe"]
+        if "mllib-gbt" in res:
+            ratios["mllib-gbt / stage wall"] = res["mllib-gbt"]["seconds"] / res["stage-w2-gbt-trees"]["seconds"]
+            ratios["stage - mllib-gbt MXE"] = res["stage-w2-gbt-trees"]["mxe"] - res["mllib-gbt"]["mxe"]
         print("  " + ", ".join(f"{k} = {v:.3f}" for k, v in ratios.items()), flush=True)
         payload["demo"] = {"rows": args.rows, "trees": args.trees, "gbt_trees": args.gbt_trees, "methods": res,
                            "ratios": ratios}
@@ -215,6 +224,17 @@ def main(argv=None) -> int:
         print("real data, the shipped configs, pipeline vs xgboost.train on the same vectors and split:", flush=True)
         payload["real"] = [real_data("TalkingData", "configs/talkingdata.yaml"),
                            real_data("Criteo attribution", "configs/criteo_attribution.yaml")]
+    if args.scaling:
+        print(f"scaling, stage with num_workers 2, {args.trees} trees:", flush=True)
+        points = []
+        for rows in args.scaling:
+            r = measure(prepared_run(rows), "stage", args.trees, 2)
+            r["rows"] = rows
+            r["train_rows_per_second"] = 0.8 * rows / r["seconds"]
+            points.append(r)
+            print(f"  {rows:>10,} rows  fit {r['seconds']:7.1f}s  {r['train_rows_per_second']:,.0f} train rows/s  "
+                  f"test AUC {r['auc']:.4f}  peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+        payload["scaling"] = points
     print(f"results: {write_result('training_compare', payload)}")
     return 0
 
