@@ -32,3 +32,11 @@ class StageResult:
     rows: dict[str, int] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     summary: list[str] = field(default_factory=list)  # lines printed at the end of a run
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars in stage outputs (metrics, fitted tables)."""
+    item = getattr(value, "item", None)
+    if callable(item) and type(value).__module__ == "numpy":
+        return item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

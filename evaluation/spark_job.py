@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ctr_pipeline.schema import Config
-from ctr_pipeline.stage import StageContext, StageResult
+from ctr_pipeline.stage import StageContext, StageResult, json_default
 from features.spark_io import read_features
 
 from . import baselines, plots
@@ -137,7 +137,7 @@ def run(ctx: StageContext) -> StageResult:
                      "are also shown recalibrated, p' = p / (p + (1 - p) / w).")
     (ctx.out / "metrics.json").write_text(json.dumps({**out["splits"], **{k: v for k, v in out.items()
                                                                          if k != "splits"}}, indent=1,
-                                                     default=_plain) + "\n", encoding="utf-8")
+                                                     default=json_default) + "\n", encoding="utf-8")
     (ctx.out / "report.html").write_text(html_report(title, out, images, notes), encoding="utf-8")
     (ctx.out / "report.md").write_text(markdown_summary(title, out, notes), encoding="utf-8")
     summary = summary_lines(out) + [f"report: {ctx.run.root / 'evaluation' / 'report.html'}"]
@@ -147,16 +147,6 @@ def run(ctx: StageContext) -> StageResult:
 
 def _brief(m: dict) -> dict:
     return {k: m[k] for k in ("rows", "positives", "mxe", "ne", "auc", "pr_auc", "calibration")}
-
-
-def _plain(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def make_plots(out: dict, tables: dict, history: dict, best: Optional[int], table: pd.DataFrame,

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import pandas as pd
 
 from ctr_pipeline.errors import InputDataError
+from ctr_pipeline.stage import json_default
 
 from .spec import FeatureSpec
 
@@ -88,7 +88,7 @@ class FittedTransform:
                "slots": [vars(s) for s in self.slots], "totals": vars(self.totals),
                "quantiles": self.quantiles, "vocab_offsets": self.vocab_offsets,
                "hash_offset": self.hash_offset, "cross_offset": self.cross_offset, "tables": tables}
-        (path / "transform.json").write_text(json.dumps(doc, indent=1, default=_plain))
+        (path / "transform.json").write_text(json.dumps(doc, indent=1, default=json_default))
 
     @classmethod
     def load(cls, path: str | Path) -> "FittedTransform":
@@ -129,8 +129,3 @@ def _write(path: Path, name: str, frame: pd.DataFrame) -> str:
     frame.to_parquet(path / "tables" / file, index=False)
     return file
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
