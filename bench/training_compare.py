@@ -1,14 +1,17 @@
 """The training stage against single-process XGBoost and Spark MLlib GBT on the same feature vectors.
 
-    python -m bench.training_compare [--rows 1000000] [--trees 100] [--gbt-trees 20] [--skip-real]
+    python -m bench.training_compare [--rows 1000000] [--trees 100] [--gbt-trees N] [--skip-real]
         [--scaling 250000 1000000 4000000]
 
 Part 1 (demo rows, sample + features made once by the CLI): in one run, each method in a fresh process
 (wall of the fit, test AUC and MXE):
 * ``stage-w1`` / ``stage-w2``: ``SparkXGBClassifier`` as the stage runs it, num_workers 1 and 2;
 * ``native``: ``xgboost.train`` in one process on the same vectors read into a CSR matrix (all cores);
-* ``mllib-gbt`` vs ``stage-w2-gbt``: MLlib ``GBTClassifier`` and the stage with equal depth and trees
-  (``--gbt-trees``; MLlib is slow on wide vectors, so fewer trees than part 1).
+* ``mllib-gbt-dense`` vs ``stage-w2-dense`` (approx) and ``stage-w2-dense-hist``: MLlib ``GBTClassifier``
+  (maxBins 32) and the stage with equal depth and trees on one narrow dense matrix of the same rows
+  (13 numeric columns, a count and an out-of-fold target encoding per categorical column: 65 columns).
+  MLlib bins every feature of every row into a dense array, so the ~108k-column one-hot matrix of part 1
+  is out of its reach (20 trees ran for over 17 minutes unfinished).
 
 Part 2 (../shared/data): TalkingData and the Criteo attribution sample through the whole pipeline with
 the shipped configs, against ``xgboost.train`` on the same feature vectors and split with the same
@@ -37,15 +40,23 @@ def ctr(*args: str) -> None:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
 
 
-def prepared_run(rows: int) -> Path:
-    """sample + features of ``rows`` demo rows, made once (data/bench/train_run_<rows>)."""
+CATEGORICAL = [f"C{i}" for i in range(1, 27)]
+# A narrow dense matrix MLlib GBT can fit: the 13 numeric columns plus a count and an out-of-fold target
+# encoding per categorical column (65 columns) instead of the ~108k-column one-hot vocabulary.
+DENSE = ("features.categorical_encoding=none", f"features.counts=[{','.join(CATEGORICAL)}]",
+         f"features.target_encoding=[{','.join(CATEGORICAL)}]")
+
+
+def prepared_run(rows: int, dense: bool = False) -> Path:
+    """sample + features of ``rows`` demo rows, made once (data/bench/train_run_<rows>[_dense])."""
     from .harness import demo_file
 
-    run = DATA / f"train_run_{rows}"
+    run = DATA / f"train_run_{rows}{'_dense' if dense else ''}"
     manifest = run / "manifest.json"
     if not manifest.exists() or "features" not in json.loads(manifest.read_text()).get("stages", {}):
         ctr("sample", "--input", str(demo_file(rows)), "--out", str(run))
-        ctr("features", "--out", str(run))
+        sets = [a for s in (DENSE if dense else ()) for a in ("--set", s)]
+        ctr("features", "--out", str(run), *sets)
     return run
 
 
@@ -91,7 +102,7 @@ def child(args) -> int:
         xt, yt, _ = csr_from_parquet(feats / "test")
         t0 = time.perf_counter()
         dtrain = xgb.DMatrix(x, label=y, weight=w, missing=0.0)
-        params, rounds = native_params(args.trees, {})
+        params, rounds = native_params(args.trees, {"tree_method": args.tree_method})
         booster = xgb.train(params, dtrain, rounds)
         seconds = time.perf_counter() - t0
         result = {"seconds": seconds, **test_metrics(yt, booster.predict(xgb.DMatrix(xt, missing=0.0)))}
@@ -118,7 +129,7 @@ def child(args) -> int:
             from xgboost.spark import SparkXGBClassifier
 
             model = SparkXGBClassifier(features_col="features", label_col="label", enable_sparse_data_optim=True,
-                                       missing=0.0, num_workers=args.workers, tree_method="approx",
+                                       missing=0.0, num_workers=args.workers, tree_method=args.tree_method,
                                        n_estimators=args.trees, eval_metric="logloss", **PARAMS).fit(train)
         seconds = time.perf_counter() - t0
         rows = model.transform(test).select("label", vector_to_array("probability")[1].alias("p")).toPandas()
@@ -128,9 +139,9 @@ def child(args) -> int:
     return 0
 
 
-def measure(run: Path, method: str, trees: int, workers: int = 1) -> dict:
+def measure(run: Path, method: str, trees: int, workers: int = 1, tree_method: str = "approx") -> dict:
     cmd = [sys.executable, "-m", "bench.training_compare", "--method", method, "--run", str(run),
-           "--trees", str(trees), "--workers", str(workers)]
+           "--trees", str(trees), "--workers", str(workers), "--tree-method", tree_method]
     out = run_measured(cmd, cwd=ROOT)
     if out["returncode"] != 0:
         raise SystemExit(f"{method} failed:\n{out['stderr'][-3000:]}")
@@ -184,15 +195,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--trees", type=int, default=100)
-    parser.add_argument("--gbt-trees", type=int, default=20)
+    parser.add_argument("--gbt-trees", type=int, help="trees for the MLlib GBT pair (default: --trees)")
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
-    parser.add_argument("--skip-gbt", action="store_true", help="leave out MLlib GBTClassifier (slow on wide vectors)")
+    parser.add_argument("--skip-gbt", action="store_true", help="leave out the MLlib GBTClassifier pair")
     parser.add_argument("--scaling", type=int, nargs="*", default=[],
                         help="also time the stage at these row counts, e.g. 250000 1000000 4000000")
     parser.add_argument("--method", help=argparse.SUPPRESS)
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--tree-method", default="approx", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.method:
         return child(args)
@@ -201,24 +213,29 @@ def main(argv=None) -> int:
         run = prepared_run(args.rows)
         print(f"{args.rows:,} demo rows, {args.trees} trees of depth {PARAMS['max_depth']} (approx), fresh process "
               "per method:", flush=True)
-        plan = {"native": ("native", args.trees, 1), "stage-w1": ("stage", args.trees, 1),
-                "stage-w2": ("stage", args.trees, 2), "stage-w2-gbt-trees": ("stage", args.gbt_trees, 2),
-                "mllib-gbt": ("mllib-gbt", args.gbt_trees, 1)}
-        if args.skip_gbt:
-            plan = {k: v for k, v in plan.items() if "gbt" not in k}
+        gbt_trees = args.gbt_trees or args.trees
+        plan = {"native": ("native", args.trees, 1, run, "approx"),
+                "stage-w1": ("stage", args.trees, 1, run, "approx"),
+                "stage-w2": ("stage", args.trees, 2, run, "approx")}
+        if not args.skip_gbt:
+            dense = prepared_run(args.rows, dense=True)
+            plan.update({"stage-w2-dense": ("stage", gbt_trees, 2, dense, "approx"),
+                         "stage-w2-dense-hist": ("stage", gbt_trees, 2, dense, "hist"),
+                         "mllib-gbt-dense": ("mllib-gbt", gbt_trees, 1, dense, "-")})
         res = {}
-        for k, (method, trees, workers) in plan.items():
-            r = res[k] = measure(run, method, trees, workers)
+        for k, (method, trees, workers, where, tree_method) in plan.items():
+            r = res[k] = measure(where, method, trees, workers, tree_method)
             print(f"  {k:<20} {trees:>4} trees  fit {r['seconds']:7.1f}s  test AUC {r['auc']:.4f}  MXE "
                   f"{r['mxe']:.5f}  peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
         ratios = {f"stage-w{k} / native wall": res[f"stage-w{k}"]["seconds"] / res["native"]["seconds"]
                   for k in (1, 2)}
         ratios.update({f"stage-w{k} - native AUC": res[f"stage-w{k}"]["auc"] - res["native"]["auc"] for k in (1, 2)})
-        if "mllib-gbt" in res:
-            ratios["mllib-gbt / stage wall"] = res["mllib-gbt"]["seconds"] / res["stage-w2-gbt-trees"]["seconds"]
-            ratios["stage - mllib-gbt MXE"] = res["stage-w2-gbt-trees"]["mxe"] - res["mllib-gbt"]["mxe"]
+        for k in ("stage-w2-dense", "stage-w2-dense-hist"):
+            if k in res:
+                ratios[f"mllib-gbt / {k} wall"] = res["mllib-gbt-dense"]["seconds"] / res[k]["seconds"]
+                ratios[f"{k} - mllib-gbt MXE"] = res[k]["mxe"] - res["mllib-gbt-dense"]["mxe"]
         print("  " + ", ".join(f"{k} = {v:.3f}" for k, v in ratios.items()), flush=True)
-        payload["demo"] = {"rows": args.rows, "trees": args.trees, "gbt_trees": args.gbt_trees, "methods": res,
+        payload["demo"] = {"rows": args.rows, "trees": args.trees, "gbt_trees": gbt_trees, "methods": res,
                            "ratios": ratios}
     if not args.skip_real:
         print("real data, the shipped configs, pipeline vs xgboost.train on the same vectors and split:", flush=True)

@@ -2,6 +2,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ctr_pipeline.config import build_config, parse_set_option
 from ctr_pipeline.errors import ConfigError
@@ -24,9 +26,10 @@ def test_gpu_hist_is_hist_on_cuda():
     assert (p["tree_method"], p["device"]) == ("hist", "cuda")
 
 
-def test_early_stopping_uses_validation_indicator():
+def test_early_stopping_uses_validation_indicator_and_the_pipeline_rule():
     p = params("training.early_stopping_rounds=5")
-    assert p["early_stopping_rounds"] == 5 and p["validation_indicator_col"] == VALIDATION_FLAG
+    # patience is the callback's (on the whole history, so resume keeps it), not XGBoost's EarlyStopping
+    assert "early_stopping_rounds" not in p and p["validation_indicator_col"] == VALIDATION_FLAG
 
 
 def test_workers_checked_against_slots():
@@ -45,7 +48,7 @@ def test_cuda_problems_are_explained():
 # ---------------------------------------------------------------------------------------------- stopping, checkpoints
 
 from training.core import (backoff_seconds, best_round, checkpoint_name, cost_aware_stop,  # noqa: E402
-                           merged_history, newest_checkpoint)
+                           merged_history, newest_checkpoint, patience_stop)
 
 
 def test_cost_aware_rule_on_a_crafted_history():
@@ -56,6 +59,42 @@ def test_cost_aware_rule_on_a_crafted_history():
     assert not cost_aware_stop(flat[:2], window=2, min_gain=0.01)      # not enough rounds yet
     assert cost_aware_stop([0.5, 0.6, 0.7], window=2, min_gain=0.0)    # getting worse
     assert best_round([0.5, 0.4, 0.4, 0.45]) == 1 and best_round([]) is None
+
+
+def xgboost_stop_round(history, patience):
+    """The round (1-based) where XGBoost's own EarlyStopping callback stops on this validation history."""
+    from xgboost.callback import EarlyStopping
+
+    class Model:
+        def num_boosted_rounds(self):
+            return 0
+
+        def set_attr(self, **_):
+            pass
+
+    rule, log = EarlyStopping(rounds=patience), {"validation": {"logloss": []}}
+    rule.before_training(Model())
+    for epoch, value in enumerate(history):
+        log["validation"]["logloss"].append(value)
+        if rule.after_iteration(Model(), epoch, log):
+            return epoch + 1
+    return None
+
+
+def pipeline_stop_round(history, patience):
+    return next((i for i in range(1, len(history) + 1) if patience_stop(history[:i], patience)), None)
+
+
+@settings(deadline=None)   # the first example imports xgboost
+@given(st.lists(st.sampled_from([0.5, 0.45, 0.4, 0.41, 0.39, 0.4]), min_size=1, max_size=30),
+       st.integers(min_value=1, max_value=6))
+def test_patience_rule_stops_where_xgboost_early_stopping_does(history, patience):
+    assert pipeline_stop_round(history, patience) == xgboost_stop_round(history, patience)
+
+
+def test_patience_on_a_crafted_history():
+    h = [0.5, 0.4, 0.45, 0.4, 0.41]                                   # best at round 2; a tie is no gain
+    assert not patience_stop(h[:4], 3) and patience_stop(h, 3) and not patience_stop([], 1)
 
 
 def test_patience_and_gain_need_validation():

@@ -112,6 +112,29 @@ def test_injected_failure_is_retried_from_the_checkpoint(spark, prepared, tmp_pa
     np.testing.assert_allclose(predictions(spark, again, again.path_of("train")), reference, rtol=0, atol=1e-6)
 
 
+def test_early_stopping_patience_survives_a_retry(spark, prepared, tmp_path, monkeypatch):
+    """The best round comes before the checkpoint the retry resumes from (10) and the stop after the failure
+    (12): a retry that restarted the patience count would stop later than the uninterrupted run."""
+    run, base, _ = prepared
+    cfg = make_cfg(base.input.path, "training.n_estimators=200", "training.learning_rate=0.7",
+                   "training.early_stopping_rounds=10")
+    reference = copy_upstream(run, tmp_path / "reference")
+    rec = run_stage("train", cfg, reference, lambda: spark, force=False)
+    best = rec["details"]["best_iteration"]
+    assert best < 10 and rec["details"]["trees"] == best + 1     # stops at round best + 11 > 12
+    again = copy_upstream(run, tmp_path / "retry")
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    monkeypatch.setattr(tj, "PipelineCallback", FailOnce)
+    again_rec = run_stage("train", cfg, again, lambda: spark, force=False)
+    assert (again.root / "checkpoints" / "failed-once").exists()
+    history = [json.loads((r.path_of("train") / "history.json").read_text()) for r in (reference, again)]
+    assert len(history[0]["validation"]["logloss"]) == best + 11
+    np.testing.assert_allclose(history[1]["validation"]["logloss"], history[0]["validation"]["logloss"], atol=1e-9)
+    assert again_rec["details"]["best_iteration"] == best
+    np.testing.assert_allclose(predictions(spark, again, again.path_of("train")),
+                               predictions(spark, reference, reference.path_of("train")), rtol=0, atol=1e-6)
+
+
 def test_failures_beyond_the_retries_are_one_clear_error(spark, prepared, tmp_path, monkeypatch):
     from ctr_pipeline.errors import StageError
 

@@ -1,5 +1,6 @@
-"""The XGBoost callback the training stage hands to ``xgboost.spark``: progress lines, checkpoints, the
-cost-aware stopping rule. It is pickled to the Spark task(s) that train; only rank 0 writes and logs.
+"""The XGBoost callback the training stage hands to ``xgboost.spark``: progress lines, checkpoints, early
+stopping with patience and the cost-aware stopping rule (both on the history of every round, resumed ones
+included). It is pickled to the Spark task(s) that train; only rank 0 writes and logs.
 
 Every decision uses the evaluation log, which XGBoost all-reduces, so all workers stop at the same round.
 """
@@ -14,7 +15,7 @@ from xgboost import collective
 from xgboost.callback import TrainingCallback
 
 from .checkpoints import CheckpointStore
-from .core import cost_aware_stop, merged_history
+from .core import cost_aware_stop, merged_history, patience_stop
 
 METRIC = "logloss"
 
@@ -22,7 +23,7 @@ METRIC = "logloss"
 class PipelineCallback(TrainingCallback):
     def __init__(self, total_rounds: int, checkpoint_uri: Optional[str], checkpoint_every: int,
                  progress_every: int, min_relative_gain: Optional[float], gain_window: int,
-                 earlier: Optional[dict] = None):
+                 earlier: Optional[dict] = None, patience: Optional[int] = None):
         super().__init__()
         self.earlier = earlier or {}   # per-round history of the rounds a resumed booster already has
         self.total = total_rounds
@@ -31,8 +32,8 @@ class PipelineCallback(TrainingCallback):
         self.progress_every = progress_every
         self.min_gain = min_relative_gain
         self.window = gain_window
+        self.patience = patience
         self.started = time.monotonic()
-        self.stopped_by_rule: Optional[int] = None
 
     @staticmethod
     def _rank() -> int:
@@ -54,10 +55,12 @@ class PipelineCallback(TrainingCallback):
                 if valid:
                     line += f", validation MXE {valid[-1]:.5f}"
                 print(line, file=sys.stderr, flush=True)
-        if self.min_gain is not None and valid and cost_aware_stop(valid, self.window, self.min_gain):
-            if self._rank() == 0:
-                print(f"train: stopping at round {rounds}: the last {self.window} trees improved validation MXE "
-                      f"by less than {self.min_gain:.3%}", file=sys.stderr, flush=True)
-            return True
-        return False
+        reason = None
+        if self.patience is not None and valid and patience_stop(valid, self.patience):
+            reason = f"validation MXE has not improved for {self.patience} rounds"
+        elif self.min_gain is not None and valid and cost_aware_stop(valid, self.window, self.min_gain):
+            reason = f"the last {self.window} trees improved validation MXE by less than {self.min_gain:.3%}"
+        if reason and self._rank() == 0:
+            print(f"train: stopping at round {rounds}: {reason}", file=sys.stderr, flush=True)
+        return reason is not None
 

@@ -25,8 +25,8 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "n_estimators": t.n_estimators, "max_depth": t.max_depth, "learning_rate": t.learning_rate,
         "eval_metric": "logloss",
     }
-    if t.early_stopping_rounds is not None:
-        params["early_stopping_rounds"] = t.early_stopping_rounds
+    # early_stopping_rounds is applied by the pipeline's callback (patience_stop) on the whole history, so a
+    # resumed or retried training stops where an uninterrupted one would; XGBoost's own rule restarts.
     if t.early_stopping_rounds is not None or t.min_relative_gain is not None:
         params["validation_indicator_col"] = VALIDATION_FLAG
     params.update(t.params)
@@ -62,6 +62,13 @@ def cost_aware_stop(history: Sequence[float], window: int, min_gain: float) -> b
         return False
     before, now = history[-1 - window], history[-1]
     return before <= 0 or (before - now) / before < min_gain
+
+
+def patience_stop(history: Sequence[float], patience: int) -> bool:
+    """Stop when validation MXE has not improved (strictly) for ``patience`` rounds: XGBoost's
+    ``early_stopping_rounds`` rule, computed from the whole per-round history."""
+    best = best_round(history)
+    return best is not None and len(history) - 1 - best >= patience
 
 
 def best_round(history: Sequence[float]) -> Optional[int]:

@@ -94,7 +94,7 @@ def fit_once(ctx: StageContext, params: dict, data, start: Optional[tuple[int, b
         log.info("train: resuming from the checkpoint with %d trees; %d rounds to go", start[0],
                  kwargs["n_estimators"])
     kwargs["callbacks"] = [PipelineCallback(total, checkpoint_uri(ctx), t.checkpoint_every, t.progress_every,
-                                            t.min_relative_gain, t.gain_window, earlier)]
+                                            t.min_relative_gain, t.gain_window, earlier, t.early_stopping_rounds)]
     with whole_partition_batches(ctx.spark, enabled="validation_indicator_col" in params):
         model = SparkXGBClassifier(**kwargs).fit(data)
     summary = getattr(model, "training_summary", None)
@@ -190,6 +190,8 @@ def run(ctx: StageContext) -> StageResult:
     shown = {k: v for k, v in params.items() if k not in ("features_col", "label_col", "callbacks", "xgb_model")}
     metadata = {"params": shown, "trees": trees, "best_iteration": best, "stopped_early": stopping and trees <
                 params["n_estimators"], "history": "history.json",
+                "stopping": {"early_stopping_rounds": t.early_stopping_rounds,
+                             "min_relative_gain": t.min_relative_gain, "gain_window": t.gain_window},
                 "feature_map_sha256": _sha256(feats / "feature_map.tsv"),
                 "features_spec_hash": ctx.upstream_details("features").get("spec_hash"),
                 "data": {"features": str(feats), "rows": rows,
@@ -212,7 +214,7 @@ def cross_validate(ctx: StageContext, params: dict, train) -> dict:
     from xgboost.spark import SparkXGBClassifier
 
     t = ctx.cfg.training
-    base = {k: v for k, v in params.items() if k not in ("validation_indicator_col", "early_stopping_rounds")}
+    base = {k: v for k, v in params.items() if k != "validation_indicator_col"}
     token = (ctx.run.stage_record("features") or {}).get("token", "")
     folder = ctx.run.root / "checkpoints" / "cv" / search_hash(t, base, token)
 
