@@ -7,6 +7,7 @@ Part 1 (demo rows, sample + features made once by the CLI): in one run, each met
 (wall of the fit, test AUC and MXE):
 * ``stage-w1`` / ``stage-w2``: ``SparkXGBClassifier`` as the stage runs it, num_workers 1 and 2;
 * ``native``: ``xgboost.train`` in one process on the same vectors read into a CSR matrix (all cores);
+* ``native-hist`` / ``stage-w2-hist``: the same two with tree_method hist;
 * ``mllib-gbt-dense`` vs ``stage-w2-dense`` (approx) and ``stage-w2-dense-hist``: MLlib ``GBTClassifier``
   (maxBins 32) and the stage with equal depth and trees on one narrow dense matrix of the same rows
   (13 numeric columns, a count and an out-of-fold target encoding per categorical column: 65 columns).
@@ -211,12 +212,14 @@ def main(argv=None) -> int:
     payload: dict = {}
     if not args.skip_demo:
         run = prepared_run(args.rows)
-        print(f"{args.rows:,} demo rows, {args.trees} trees of depth {PARAMS['max_depth']} (approx), fresh process "
-              "per method:", flush=True)
+        print(f"{args.rows:,} demo rows, {args.trees} trees of depth {PARAMS['max_depth']} (approx unless named "
+              "hist), fresh process per method:", flush=True)
         gbt_trees = args.gbt_trees or args.trees
         plan = {"native": ("native", args.trees, 1, run, "approx"),
                 "stage-w1": ("stage", args.trees, 1, run, "approx"),
-                "stage-w2": ("stage", args.trees, 2, run, "approx")}
+                "stage-w2": ("stage", args.trees, 2, run, "approx"),
+                "native-hist": ("native", args.trees, 1, run, "hist"),
+                "stage-w2-hist": ("stage", args.trees, 2, run, "hist")}
         if not args.skip_gbt:
             dense = prepared_run(args.rows, dense=True)
             plan.update({"stage-w2-dense": ("stage", gbt_trees, 2, dense, "approx"),
@@ -230,6 +233,8 @@ def main(argv=None) -> int:
         ratios = {f"stage-w{k} / native wall": res[f"stage-w{k}"]["seconds"] / res["native"]["seconds"]
                   for k in (1, 2)}
         ratios.update({f"stage-w{k} - native AUC": res[f"stage-w{k}"]["auc"] - res["native"]["auc"] for k in (1, 2)})
+        ratios["stage-w2-hist / native-hist wall"] = res["stage-w2-hist"]["seconds"] / res["native-hist"]["seconds"]
+        ratios["stage-w2-hist - native-hist AUC"] = res["stage-w2-hist"]["auc"] - res["native-hist"]["auc"]
         for k in ("stage-w2-dense", "stage-w2-dense-hist"):
             if k in res:
                 ratios[f"mllib-gbt / {k} wall"] = res["mllib-gbt-dense"]["seconds"] / res[k]["seconds"]

@@ -114,6 +114,13 @@ def test_baselines_fit_and_score(spark, name):
     assert np.mean([got[i] for i in range(1, 200, 2)]) > np.mean([got[i] for i in range(0, 200, 2)])
 
 
+def test_gbt_baseline_warns_on_wide_vectors():
+    from evaluation.baselines import GBT_WIDE, gbt_cost_warning
+
+    assert gbt_cost_warning(GBT_WIDE) is None
+    assert "evaluation.baselines: gbt on 108,000 feature columns will be slow" in gbt_cost_warning(108_000)
+
+
 def test_negative_rate_from_sampling_config():
     from ctr_pipeline.config import Layer, build_config
     from evaluation.spark_job import negative_rate
