@@ -134,6 +134,19 @@ def test_too_many_workers_fails_before_training(spark, finished, demo_tsv):
     assert not list((run.root / ".staging").iterdir())
 
 
+@pytest.mark.parametrize("sets, message", [
+    (("training.params={max_delta_stp: 1}",),
+     r"--set training.params: training.params: XGBoost does not use \"max_delta_stp\""),
+    (("training.search_space={subsample: [0.5, 1.5]}",),
+     r"training.search_space: candidate \{\"subsample\": 1.5\}: XGBoost refuses them: value 1.5 for Parameter "
+     r"subsample exceed bound"),
+])
+def test_bad_booster_parameters_fail_before_training(spark, finished, demo_tsv, sets, message):
+    run, _, _ = finished
+    with pytest.raises(ConfigError, match=message):
+        run_stage("train", make_cfg(demo_tsv, *sets), run, lambda: spark, force=True)
+
+
 def test_cuda_without_gpu_fails_clearly(spark, finished, demo_tsv):
     import xgboost
 

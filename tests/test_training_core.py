@@ -32,6 +32,27 @@ def test_early_stopping_uses_validation_indicator_and_the_pipeline_rule():
     assert "early_stopping_rounds" not in p and p["validation_indicator_col"] == VALIDATION_FLAG
 
 
+def test_booster_parameters_checked_on_the_driver():
+    from training.core import booster_problem
+
+    assert booster_problem(params("training.params={max_delta_step: 1, scale_pos_weight: 9, subsample: 0.8, "
+                                  "colsample_bytree: 0.5, reg_lambda: 2, alpha: 0.1, seed: 3}")) is None
+    assert booster_problem(params("training.tree_method=hist", "training.params={max_bin: 64, "
+                                  "grow_policy: lossguide, max_leaves: 8, force_repartition: true}")) is None
+    assert 'XGBoost does not use "max_delta_stp"' in booster_problem(params("training.params={max_delta_stp: 1}"))
+    assert booster_problem(params("training.params={subsample: 2}")) == (
+        "XGBoost refuses them: value 2 for Parameter subsample exceed bound [0,1]")
+
+
+def test_spark_estimator_arguments_are_not_taken_for_booster_parameters():
+    from xgboost.spark import core as spark_core   # private list, read only to catch drift on upgrades
+
+    from training.core import SPARK_ESTIMATOR_ARGS
+
+    names = {spark_core._inverse_pyspark_param_alias_map.get(n, n) for n in spark_core._pyspark_specific_params}
+    assert names - {"arbitrary_params_dict"} <= SPARK_ESTIMATOR_ARGS
+
+
 def test_workers_checked_against_slots():
     check_workers(2, 2, "x")
     with pytest.raises(ConfigError, match=r"x: training.num_workers is 3 but Spark has only 2 task slot"):

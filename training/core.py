@@ -1,6 +1,7 @@
 """Pure training setup: XGBoost parameters from the config and the checks made before Spark work."""
 from __future__ import annotations
 
+import re
 from typing import Any, Optional, Sequence
 
 from ctr_pipeline.errors import ConfigError
@@ -31,6 +32,45 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         params["validation_indicator_col"] = VALIDATION_FLAG
     params.update(t.params)
     return params
+
+
+# SparkXGBClassifier's own arguments, not booster parameters (xgboost.spark documentation).
+SPARK_ESTIMATOR_ARGS = frozenset({
+    "features_col", "label_col", "prediction_col", "probability_col", "raw_prediction_col", "pred_contrib_col",
+    "validation_indicator_col", "weight_col", "base_margin_col", "qid_col", "num_workers", "force_repartition",
+    "repartition_random_shuffle", "enable_sparse_data_optim", "launch_tracker_on_driver", "coll_cfg",
+    "feature_names", "features_cols", "feature_types", "feature_weights", "missing", "n_estimators", "callbacks",
+    "xgb_model"})
+
+
+def booster_problem(params: dict[str, Any]) -> Optional[str]:
+    """XGBoost's objection to the booster parameters among ``params`` (estimator keyword arguments), or None.
+
+    One round on two rows on the driver, in milliseconds: otherwise a bad value fails inside the training
+    task (and is retried like a lost executor) and a misspelt name is silently ignored.
+    """
+    import warnings
+
+    import numpy as np
+    import xgboost as xgb
+
+    sk = {k: v for k, v in params.items() if k not in SPARK_ESTIMATOR_ARGS}
+    sk["device"] = "cpu"                      # cuda is checked on its own (cuda_problem)
+    booster = {k: v for k, v in xgb.XGBClassifier(**sk).get_xgb_params().items() if v is not None}
+    data = xgb.DMatrix(np.array([[0.0], [1.0]]), label=np.array([0.0, 1.0]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            xgb.train(booster, data, 1)
+        except xgb.core.XGBoostError as exc:
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            return "XGBoost refuses them: " + first
+    for w in caught:
+        unused = re.search(r"Parameters: \{(.*?)\} are not used", str(w.message), re.S)
+        if unused:
+            return (f"XGBoost does not use {unused.group(1).strip()}: check the spelling against "
+                    "https://xgboost.readthedocs.io/en/stable/parameter.html")
+    return None
 
 
 def check_workers(num_workers: int, slots: int, source: str) -> None:

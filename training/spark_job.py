@@ -23,8 +23,9 @@ from features.spark_io import read_features
 from .callbacks import PipelineCallback
 from .checkpoints import CheckpointStore
 from .cv import run_search, search_hash
-from .core import (VALIDATION_FLAG, backoff_seconds, best_round, check_workers, cuda_problem, estimator_params,
-                   merged_history)
+from .core import (VALIDATION_FLAG, backoff_seconds, best_round, booster_problem, check_workers, cuda_problem,
+                   estimator_params, merged_history)
+from .search import candidates
 
 log = logging.getLogger("ctr_pipeline.training")
 
@@ -48,6 +49,16 @@ def check_environment(ctx: StageContext, params: dict) -> None:
                            visible_gpus() if params["device"] == "cuda" else 0)
     if problem:
         raise ConfigError(f"{ctx.cfg.source_of('training.device')}: {problem}")
+    t = ctx.cfg.training
+    problem = booster_problem(params)
+    if problem:
+        raise ConfigError(f"{ctx.cfg.source_of('training.params')}: training.params: {problem}")
+    space = candidates(t.search_space, t.search_method, t.search_candidates, t.search_seed) if t.search_space else []
+    for candidate in space:
+        problem = booster_problem({**params, **candidate})
+        if problem:
+            raise ConfigError(f"{ctx.cfg.source_of('training.search_space')}: training.search_space: candidate "
+                              f"{json.dumps(candidate, default=str)}: {problem}")
 
 
 @contextlib.contextmanager
