@@ -11,7 +11,7 @@ Part 1 (demo rows, sample + features made once by the CLI): in one run, each met
 * ``mllib-gbt-dense`` vs ``stage-w2-dense`` (approx) and ``stage-w2-dense-hist``: MLlib ``GBTClassifier``
   (maxBins 32) and the stage with equal depth and trees on one narrow dense matrix of the same rows
   (13 numeric columns, a count and an out-of-fold target encoding per categorical column: 65 columns).
-  MLlib bins every feature of every row into a dense array, so the ~108k-column one-hot matrix of part 1
+  MLlib bins every feature of every row into a dense array, so the ~93k-column one-hot matrix of part 1
   is out of its reach (20 trees ran for over 17 minutes unfinished).
 
 Part 2 (../shared/data): TalkingData and the Criteo attribution sample through the whole pipeline with
@@ -43,7 +43,7 @@ def ctr(*args: str) -> None:
 
 CATEGORICAL = [f"C{i}" for i in range(1, 27)]
 # A narrow dense matrix MLlib GBT can fit: the 13 numeric columns plus a count and an out-of-fold target
-# encoding per categorical column (65 columns) instead of the ~108k-column one-hot vocabulary.
+# encoding per categorical column (65 columns) instead of the ~93k-column one-hot vocabulary.
 DENSE = ("features.categorical_encoding=none", f"features.counts=[{','.join(CATEGORICAL)}]",
          f"features.target_encoding=[{','.join(CATEGORICAL)}]")
 
