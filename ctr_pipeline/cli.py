@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import __version__
+from .aws import AwsSettings, spark_s3_conf
 from .config import Layer, build_config, describe, flag_layer, load_file_layer, parse_set_option, schema_markdown
 from .errors import UserError
 from .runs import STAGES, RunDir
@@ -82,16 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------------------------------- config
 
-def config_from_args(args: argparse.Namespace, run: Optional[RunDir]) -> Config:
-    """defaults < the run's recorded config < --config < --set < --input/--master.
-
-    A relative local input path (from any layer) is made absolute against the current directory.
-    """
+def flag_layers(args: argparse.Namespace) -> list[Layer]:
+    """--config < --set < --input/--master < the sampling flags, as layers."""
     layers = []
-    if run is not None:
-        recorded = run.manifest().get("config")
-        if recorded:
-            layers.append(Layer(str(run.manifest_path), recorded))
     if args.config:
         layers.append(load_file_layer(args.config))
     layers += [parse_set_option(s) for s in args.set]
@@ -99,12 +93,44 @@ def config_from_args(args: argparse.Namespace, run: Optional[RunDir]) -> Config:
         layers.append(flag_layer("--input", "input.path", args.input))
     if args.master:
         layers.append(flag_layer("--master", "spark.master", args.master))
-    layers += _sampling_flag_layers(args)
+    return layers + _sampling_flag_layers(args)
+
+
+def config_from_args(args: argparse.Namespace, run: Optional[RunDir] = None,
+                     layers: Optional[list[Layer]] = None) -> Config:
+    """defaults < the run's recorded config < --config < --set < --input/--master (``layers``: those
+    flags' layers when already read).
+
+    A relative local input path (from any layer) is made absolute against the current directory.
+    """
+    layers = list(flag_layers(args) if layers is None else layers)
+    recorded = run.manifest().get("config") if run is not None else None
+    if recorded:
+        layers.insert(0, Layer(str(run.manifest_path), recorded))
     cfg = build_config(layers)
     path = cfg.input.path
     if path and "://" not in path and not os.path.isabs(path):  # keep the run valid from any directory
         cfg = dataclasses.replace(cfg, input=dataclasses.replace(cfg.input, path=os.path.abspath(path)))
     return cfg
+
+
+def open_run(args: argparse.Namespace) -> tuple[RunDir, Config]:
+    """The run directory named by ``--out`` (local or S3) and the configuration. The AWS settings that
+    reach the run directory come from the flags and the config file, not from the run's own record."""
+    layers = flag_layers(args)
+    run = RunDir.at(args.out, aws_settings(layers))
+    return run, config_from_args(args, run, layers)
+
+
+def aws_settings(layers: Sequence[Layer]) -> AwsSettings:
+    """``aws.region`` / ``aws.endpoint_url`` as the given layers set them (the last wins), else the
+    environment's; read before the full configuration, which may come partly from an S3 run."""
+    found: dict[str, Any] = {}
+    for layer in layers:
+        section = layer.values.get("aws")
+        if isinstance(section, dict):
+            found.update({k: v for k, v in section.items() if k in ("region", "endpoint_url") and v})
+    return AwsSettings.from_env(found.get("region"), found.get("endpoint_url"))
 
 
 def _sampling_flag_layers(args: argparse.Namespace) -> list[Layer]:
@@ -150,8 +176,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
     from .pipeline import run_stages
     from .spark import check_master
 
-    run = RunDir.at(args.out)
-    cfg = config_from_args(args, run)
+    run, cfg = open_run(args)
     check_master(cfg.spark.master, f"{cfg.source_of('spark.master')}: spark.master")
     if "sample" in args.stages and (args.force or not run.is_complete("sample")):
         _check_local_input(cfg)
@@ -161,7 +186,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
         if "spark" not in session:
             from .spark import get_session
 
-            session["spark"] = get_session(cfg.spark)
+            session["spark"] = get_session(cfg.spark, extra_conf=spark_s3_conf(AwsSettings.from_config(cfg)))
         return session["spark"]
 
     try:
@@ -217,8 +242,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.schema:
         print(schema_markdown())
         return 0
-    run = RunDir.at(args.out) if args.out else None
-    print(describe(config_from_args(args, run)))
+    print(describe(open_run(args)[1] if args.out else config_from_args(args)))
     return 0
 
 

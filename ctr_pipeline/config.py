@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from .errors import ConfigError
+from .storage import Location
 from .schema import (BASELINES, CATEGORICAL_ENCODINGS, NUMERIC_TRANSFORMS, SECTIONS, SPLIT_NAMES, TIME_FEATURES,
                      Config)
 
@@ -50,13 +51,12 @@ def _key_lines(node: yaml.Node, prefix: str, out: dict[str, int]) -> None:
 
 def load_file_layer(path: str | Path) -> Layer:
     """Read a YAML config file into a :class:`Layer` that knows each key's line number."""
-    path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = Location.of(path).read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
     try:
         node = yaml.compose(text)
         values = yaml.safe_load(text)

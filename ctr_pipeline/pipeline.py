@@ -60,8 +60,9 @@ def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], 
     log.info("%s: started", stage)
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
     try:
-        result: StageResult = module.run(StageContext(spark, cfg, run, staging, dict(options or {})))
-        run.publish(stage, staging)
+        ctx = StageContext(spark, cfg, run, staging, dict(options or {}), run.final_location(stage, staging))
+        result: StageResult = module.run(ctx)
+        location = run.publish(stage, staging)
     except BaseException:
         run.discard(staging)
         raise
@@ -72,7 +73,7 @@ def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], 
         "upstream": {up: manifest["stages"][up]["token"] for up in UPSTREAM[stage]},
         "config_hash": section_hash(cfg, *sections), "config": current,
         "rows": result.rows, "details": result.details, "summary": result.summary,
-        "output": str(run.path_of(stage)),
+        "location": location, "output": str(run.root / location),
     }
     run.record_stage(stage, record, to_dict(cfg))
     rows = ", ".join(f"{k}={v:,}" for k, v in result.rows.items())

@@ -60,8 +60,10 @@ class SamplingConfig:
     engine: str = _f("spark", "Which implementation draws the sample: `spark` (in the Spark job) or `mrjob` "
                               "(the MapReduce job sampling/mr_srs.py; same rows for the same seed).",
                      choices=("spark", "mrjob"))
-    mrjob_runner: str = _f("inline", "mrjob runner for engine mrjob: `inline`, `local` or `spark`.",
-                           choices=("inline", "local", "spark"))
+    mrjob_runner: str = _f("inline", "mrjob runner for engine mrjob: `inline`, `local`, `spark` or `emr` "
+                                     "(mrjob's EMR runner, its mrjob.conf generated from emr.definition; "
+                                     "needs an s3:// run directory).",
+                           choices=("inline", "local", "spark", "emr"))
     out_of_time: Optional[str] = _f(None, "Out-of-time split: the test set is every row in the last window of "
                                           "input.time, e.g. `24h` or `2d` (units s, m, h, d); train and "
                                           "validation are drawn from the earlier rows and sampling.test is "
@@ -185,6 +187,24 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class AwsConfig:
+    region: str = _f("us-east-1", "AWS region of the S3 buckets and EMR clusters (AWS_REGION overrides the "
+                                  "default).")
+    endpoint_url: Optional[str] = _f(None, "Endpoint for S3, EMR and IAM requests, e.g. a moto server in tests "
+                                           "(`http://127.0.0.1:5000`); default AWS's own (or AWS_ENDPOINT_URL). "
+                                           "Credentials never go here: they come from the environment, the "
+                                           "AWS config files or the instance profile.")
+
+
+@dataclass(frozen=True)
+class EmrConfig:
+    definition: str = _f("emr_configs/default.yaml", "Cluster definition used by `ctr-pipeline emr up` and "
+                                                     "the mrjob EMR runner (a YAML file, see emr_configs/).")
+    poll_seconds: float = _f(30.0, "Seconds between status polls while following EMR steps.", gt=0.0)
+    log_tail_lines: int = _f(50, "Lines of a failed step's stderr printed from the log URI.", min=1, max=10_000)
+
+
+@dataclass(frozen=True)
 class Config:
     input: InputConfig = _fd(InputConfig, "Where the raw logs are and how to read them.")
     sampling: SamplingConfig = _fd(SamplingConfig, "How train / validation / test are drawn.")
@@ -192,6 +212,8 @@ class Config:
     training: TrainingConfig = _fd(TrainingConfig, "Distributed XGBoost settings.")
     evaluation: EvaluationConfig = _fd(EvaluationConfig, "What is scored and reported.")
     spark: SparkConfig = _fd(SparkConfig, "The Spark session.")
+    aws: AwsConfig = _fd(AwsConfig, "AWS access: region and endpoint (credentials come from the environment).")
+    emr: EmrConfig = _fd(EmrConfig, "Running on AWS EMR: the cluster definition and how steps are followed.")
     # Where each leaf value came from ("default", "configs/x.yaml line 4", "--set"): for messages.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -200,4 +222,4 @@ class Config:
         return self.sources.get(key, "default")
 
 
-SECTIONS = ("input", "sampling", "features", "training", "evaluation", "spark")
+SECTIONS = ("input", "sampling", "features", "training", "evaluation", "spark", "aws", "emr")

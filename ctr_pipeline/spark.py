@@ -51,14 +51,17 @@ def session_conf(cfg: SparkConfig, master: str) -> dict[str, str]:
     return conf
 
 
-def get_session(cfg: SparkConfig, master: Optional[str] = None):
-    """Create (or reuse) the SparkSession for ``cfg``; ``master`` overrides ``cfg.master``.
+def get_session(cfg: SparkConfig, master: Optional[str] = None, extra_conf: Optional[dict[str, str]] = None):
+    """Create (or reuse) the SparkSession for ``cfg``; ``master`` overrides ``cfg.master``;
+    ``extra_conf`` (e.g. the S3A endpoint settings) goes under ``cfg.conf``, which may override it.
 
     Checks Java first so a missing JVM is one clear line, not a py4j traceback.
     """
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder
+    for key, value in (extra_conf or {}).items():
+        builder = builder.config(key, value)
     if under_spark_submit():
         for key, value in cfg.conf.items():
             builder = builder.config(str(key), str(value))

@@ -2,22 +2,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .runs import RunDir
 from .schema import Config
+from .storage import Location
 
 
 @dataclass
 class StageContext:
-    """``out`` is the stage's private staging directory: write everything there; it is published whole."""
+    """``out`` is the stage's private staging directory (a local path or an S3 prefix): write
+    everything there, Spark through ``str(out / name)``, other files through the
+    :class:`~ctr_pipeline.storage.Location` methods; it is published whole."""
 
     spark: Any
     cfg: Config
     run: RunDir
-    out: Path
+    out: Location
     options: dict[str, Any] = field(default_factory=dict)  # per-invocation switches, e.g. resume
+    final: Optional[Location] = None  # where ``out`` will be once published (for messages); default ``out``
+
+    def __post_init__(self) -> None:
+        if self.final is None:
+            self.final = self.out
 
     def upstream_details(self, stage: str) -> dict[str, Any]:
         """``details`` recorded by a finished upstream stage (e.g. the sample stage's num_features)."""

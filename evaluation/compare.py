@@ -8,6 +8,7 @@ from typing import Sequence
 import pandas as pd
 
 from ctr_pipeline.errors import UserError
+from ctr_pipeline.runs import RunDir
 
 from .report import LABELS
 
@@ -15,7 +16,8 @@ METRICS = ["rows", "mxe", "ne", "auc", "pr_auc", "calibration"]
 
 
 def load_metrics(run: str | Path) -> dict:
-    path = Path(run) / "evaluation" / "metrics.json"
+    """The evaluate stage's metrics.json of a run directory (local or S3), found through its manifest."""
+    path = RunDir(str(run)).path_of("evaluate") / "metrics.json"
     if not path.is_file():
         raise UserError(f"{run}: no evaluation/metrics.json; run 'ctr-pipeline evaluate --out {run}' first")
     try:

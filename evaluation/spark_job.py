@@ -3,6 +3,7 @@ every metric on Spark, write ``evaluation/``: metrics.json, report.html (images 
 importances.tsv, importances_by_column.tsv and plots/*.png."""
 from __future__ import annotations
 
+import io
 import json
 import logging
 from typing import Any, Optional
@@ -54,7 +55,7 @@ def scored_split(ctx: StageContext, model, fitted: dict, split: str) -> DataFram
 
 def importances(ctx: StageContext, booster) -> tuple[pd.DataFrame, pd.DataFrame]:
     fmap_path = ctx.run.path_of("features") / "feature_map.tsv"
-    fmap = (pd.read_csv(fmap_path, sep="\t", keep_default_na=False) if fmap_path.exists()
+    fmap = (pd.read_csv(io.StringIO(fmap_path.read_text()), sep="\t", keep_default_na=False) if fmap_path.exists()
             else pd.DataFrame(columns=["index", "name", "group", "source"]))
     scores = {t: booster.get_score(importance_type=t) for t in IMPORTANCE_TYPES}
     table = importance_table(scores, fmap)
@@ -119,8 +120,8 @@ def run(ctx: StageContext) -> StageResult:
         finally:
             df.unpersist()
     table, by_column = importances(ctx, booster)
-    table.to_csv(ctx.out / "importances.tsv", sep="\t", index=False)
-    by_column.to_csv(ctx.out / "importances_by_column.tsv", sep="\t", index=False)
+    (ctx.out / "importances.tsv").write_text(table.to_csv(sep="\t", index=False))
+    (ctx.out / "importances_by_column.tsv").write_text(by_column.to_csv(sep="\t", index=False))
     out["importances"] = {"top": _records(table, e.top_importances), "by_column": _records(by_column)}
     history_path = model_dir / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else {}
@@ -137,10 +138,10 @@ def run(ctx: StageContext) -> StageResult:
                      "are also shown recalibrated, p' = p / (p + (1 - p) / w).")
     (ctx.out / "metrics.json").write_text(json.dumps({**out["splits"], **{k: v for k, v in out.items()
                                                                          if k != "splits"}}, indent=1,
-                                                     default=json_default) + "\n", encoding="utf-8")
-    (ctx.out / "report.html").write_text(html_report(title, out, images, notes), encoding="utf-8")
-    (ctx.out / "report.md").write_text(markdown_summary(title, out, notes), encoding="utf-8")
-    summary = summary_lines(out) + [f"report: {ctx.run.root / 'evaluation' / 'report.html'}"]
+                                                     default=json_default) + "\n")
+    (ctx.out / "report.html").write_text(html_report(title, out, images, notes))
+    (ctx.out / "report.md").write_text(markdown_summary(title, out, notes))
+    summary = summary_lines(out) + [f"report: {ctx.final / 'report.html'}"]
     return StageResult(rows=rows, details={"metrics": {s: _brief(m) for s, m in out["splits"].items()}},
                        summary=summary)
 

@@ -235,7 +235,7 @@ def _passthrough(ctx: StageContext, names: list[str]) -> StageResult:
         width = vector_width(df, "features")
         df.select("row_id", "label", "features").write.parquet(str(ctx.out / name))
         rows[name] = ctx.spark.read.parquet(str(ctx.out / name)).count()
-    passthrough_map(width or 0).to_csv(ctx.out / "feature_map.tsv", sep="\t", index=False)
+    (ctx.out / "feature_map.tsv").write_text(passthrough_map(width or 0).to_csv(sep="\t", index=False))
     return StageResult(rows=rows, details={"vector_width": width, "passthrough": True},
                        summary=[f"features: libsvm input passed through, vector width {width:,}"])
 
@@ -258,8 +258,8 @@ def run(ctx: StageContext) -> StageResult:
              len(spec.crosses))
     t, summary, fmap = fit(ctx.spark, splits["train"], spec)
     t.save(ctx.out / "transform")
-    fmap.to_csv(ctx.out / "feature_map.tsv", sep="\t", index=False)
-    (ctx.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n", encoding="utf-8")
+    (ctx.out / "feature_map.tsv").write_text(fmap.to_csv(sep="\t", index=False))
+    (ctx.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     log.info("features: summary of train\n%s", summary_table(summary))
     rows = {}
     for name, df in splits.items():

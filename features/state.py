@@ -10,6 +10,7 @@ vocabulary of millions of values is not a JSON document.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import pandas as pd
 
 from ctr_pipeline.errors import InputDataError
 from ctr_pipeline.stage import json_default
+from ctr_pipeline.storage import Location
 
 from .spec import FeatureSpec
 
@@ -72,9 +74,9 @@ class FittedTransform:
 
     # ------------------------------------------------------------------------------------ persistence
 
-    def save(self, path: str | Path) -> None:
-        path = Path(path)
-        (path / "tables").mkdir(parents=True, exist_ok=True)
+    def save(self, path: "str | Path | Location") -> None:
+        """Write ``transform.json`` and ``tables/*.parquet`` below ``path`` (a local path or S3 URI)."""
+        path = Location.of(path)
         tables = {}
         for i, (col, values) in enumerate(self.vocab.items()):
             tables[f"vocab:{col}"] = _write(path, f"vocab-{i}", pd.DataFrame({"value": values.astype(object)}))
@@ -91,8 +93,8 @@ class FittedTransform:
         (path / "transform.json").write_text(json.dumps(doc, indent=1, default=json_default))
 
     @classmethod
-    def load(cls, path: str | Path) -> "FittedTransform":
-        path = Path(path)
+    def load(cls, path: "str | Path | Location") -> "FittedTransform":
+        path = Location.of(path)
         doc_path = path / "transform.json"
         if not doc_path.is_file():
             raise InputDataError(f"{path}: no fitted feature transform here (transform.json is missing); "
@@ -110,7 +112,7 @@ class FittedTransform:
             log.warning("%s was fitted with pandas %s, this is pandas %s: hash buckets come from pandas' hash "
                         "function; tests/test_features_core.py pins known buckets, run it if in doubt",
                         doc_path, saved, pd.__version__)
-        tables = {k: pd.read_parquet(path / "tables" / v) for k, v in doc["tables"].items()}
+        tables = {k: pd.read_parquet(io.BytesIO((path / "tables" / v).read_bytes())) for k, v in doc["tables"].items()}
         totals = doc["totals"]
         return cls(
             spec=spec, width=doc["width"], slots=[Slot(**s) for s in doc["slots"]],
@@ -124,8 +126,10 @@ class FittedTransform:
             hash_offset=doc["hash_offset"], cross_offset=doc["cross_offset"], meta=doc["meta"])
 
 
-def _write(path: Path, name: str, frame: pd.DataFrame) -> str:
+def _write(path: Location, name: str, frame: pd.DataFrame) -> str:
     file = f"{name}.parquet"
-    frame.to_parquet(path / "tables" / file, index=False)
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    (path / "tables" / file).write_bytes(buf.getvalue())
     return file
 

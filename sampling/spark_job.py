@@ -7,10 +7,10 @@ digests. The engine is the Spark job (:mod:`sampling.spark_srs`) or the mrjob jo
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
-import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -24,6 +24,7 @@ from ctr_pipeline.readers.spark import read_input
 from ctr_pipeline.schema import SPLIT_NAMES
 from ctr_pipeline.spark import temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
+from ctr_pipeline.storage import Location
 
 from . import srs
 from .core import NULL_STRATUM, inclusion_rates, plan_targets, stratum_name
@@ -99,7 +100,7 @@ def engine_report(cfg, pool: Pool, targets: dict, counts: dict, engine: dict,
     return {k: v for k, v in requested.items() if v}, report
 
 
-def sample_with_spark(cfg, spark, df: DataFrame, total: int, out: Path) -> tuple[dict, dict]:
+def sample_with_spark(cfg, spark, df: DataFrame, total: int, out: Location) -> tuple[dict, dict]:
     """The Spark engine: sets straight into ``out/<set>/``; the out-of-time test set by one filter."""
     pool = sampling_pool(cfg, df, total)
     drawn = draw(spark, pool.rows, cfg.sampling, stratum_column(cfg, df), pool.size, out)
@@ -109,22 +110,40 @@ def sample_with_spark(cfg, spark, df: DataFrame, total: int, out: Path) -> tuple
     return engine_report(cfg, pool, drawn.targets, drawn.counts, engine, drawn.waitlists)
 
 
-def sample_with_mrjob(cfg, spark, df: DataFrame, total: int, out: Path) -> tuple[dict, dict]:
-    """The mrjob engine over JSON lines of (row_id, stratify column); chosen rows are written from ``df``."""
+def run_mrjob(cfg, work: Location, size: int) -> dict:
+    """Run the mrjob sampler on the JSON lines in ``work/input``; its output lands in ``work/assigned``.
+
+    The EMR runner reads the input from S3; the other runners read local files (a run directory on S3
+    is copied to a local temporary directory first). Plan files stay local to the driver.
+    """
     from . import mr_srs
 
+    s_cfg = cfg.sampling
+    log.info("sample: running the mrjob sampler (-r %s) on %s rows", s_cfg.mrjob_runner, f"{size:,}")
+    with contextlib.ExitStack() as stack:
+        local_work = stack.enter_context(tempfile.TemporaryDirectory(prefix="ctr-mrjob-"))
+        if s_cfg.mrjob_runner == "emr" or work.is_local:
+            inputs = [str(p) for p in (work / "input").glob("part-*")]
+        else:
+            copied = stack.enter_context((work / "input").local_path())
+            inputs = [str(p) for p in sorted(copied.glob("part-*"))]
+        info = mr_srs.run_srs(inputs, Path(local_work), lambda counts: plan_targets(s_cfg, counts), s_cfg.seed,
+                              s_cfg.delta, runner=s_cfg.mrjob_runner, stratify_by=s_cfg.stratify_by,
+                              max_attempts=MAX_ATTEMPTS, log=lambda msg: log.warning("sample: %s", msg))
+        (work / "assigned").upload_tree(Path(local_work) / "assigned")
+    return info
+
+
+def sample_with_mrjob(cfg, spark, df: DataFrame, total: int, out: Location) -> tuple[dict, dict]:
+    """The mrjob engine over JSON lines of (row_id, stratify column); chosen rows are written from ``df``."""
     s_cfg = cfg.sampling
     stratum_column(cfg, df)  # checks the column exists
     pool = sampling_pool(cfg, df, total)
     work = out / "_mrjob"
     keep = ["row_id"] + ([s_cfg.stratify_by] if s_cfg.stratify_by else [])
     pool.rows.select(*keep).write.json(str(work / "input"))
-    inputs = [str(p) for p in sorted((work / "input").glob("part-*"))]
-    log.info("sample: running the mrjob sampler (-r %s) on %s rows", s_cfg.mrjob_runner, f"{pool.size:,}")
-    info = mr_srs.run_srs(inputs, work / "job", lambda counts: plan_targets(s_cfg, counts), s_cfg.seed,
-                          s_cfg.delta, runner=s_cfg.mrjob_runner, stratify_by=s_cfg.stratify_by,
-                          max_attempts=MAX_ATTEMPTS, log=lambda msg: log.warning("sample: %s", msg))
-    lines = spark.read.text(str(work / "job" / "assigned"))
+    info = run_mrjob(cfg, work, pool.size)
+    lines = spark.read.text(str(work / "assigned"))
     chosen = lines.select(F.substring_index("value", "\t", 1).alias("_set"),
                           F.get_json_object(F.expr("substring(value, instr(value, '\t') + 1)"), "$.row_id")
                           .cast("long").alias("row_id"))
@@ -134,15 +153,15 @@ def sample_with_mrjob(cfg, spark, df: DataFrame, total: int, out: Path) -> tuple
     scratch = out / "_sets"
     labelled.filter(F.col("_set").isNotNull()).write.partitionBy("_set").parquet(str(scratch))
     for part in scratch.glob("_set=*"):
-        os.replace(part, out / part.name[len("_set="):])
-    shutil.rmtree(scratch)
-    shutil.rmtree(work)
+        part.move_to(out / part.name[len("_set="):])
+    scratch.rmtree()
+    work.rmtree()
     engine = {"engine": "mrjob", "mrjob_runner": s_cfg.mrjob_runner, "seed_used": info["seed_used"],
               "attempts": info["attempts"]}
     return engine_report(cfg, pool, info["targets"], info["counts"], engine, info["waitlists"])
 
 
-def describe_sets(spark, out: Path, stratify_by: Optional[str] = None) -> tuple[dict, dict, dict]:
+def describe_sets(spark, out: Location, stratify_by: Optional[str] = None) -> tuple[dict, dict, dict]:
     """Rows, order-independent row-id digest and (when stratified) rows per stratum of each set."""
     rows, digests, per_stratum = {}, {}, {}
     for name in SPLIT_NAMES:

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, Optional
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ctr_pipeline.errors import InputDataError
+from ctr_pipeline.storage import Location
 
 from . import srs
 from .core import plan_targets, stratum_name
@@ -90,7 +89,7 @@ def stratum_counts(df: DataFrame, stratum: Optional[Column], total: int) -> dict
     return {r["s"]: r["count"] for r in df.groupBy(stratum.alias("s")).count().collect()}
 
 
-def write_candidates(df: DataFrame, plans: Mapping, seed: int, stratum: Optional[Column], path: Path) -> None:
+def write_candidates(df: DataFrame, plans: Mapping, seed: int, stratum: Optional[Column], path: Location) -> None:
     """The one pass: rows with keys below their stratum's reach, partitioned by (_si, _r)."""
     index = {s: i for i, s in enumerate(plans)}
     k = key_column(seed, F.col("row_id"))
@@ -101,7 +100,7 @@ def write_candidates(df: DataFrame, plans: Mapping, seed: int, stratum: Optional
      .write.partitionBy("_si", "_r").parquet(str(path)))
 
 
-def resolve_from_candidates(spark, path: Path, plans: Mapping, seed: int):
+def resolve_from_candidates(spark, path: Location, plans: Mapping, seed: int):
     """Exact cuts from the candidate files: counts per (_si, _r), waitlisted (key, row_id) pairs."""
     strata = list(plans)
     cands = spark.read.parquet(str(path))
@@ -128,14 +127,13 @@ def _region_set(plan: srs.StratumPlan, cuts, region: int) -> Optional[str]:
     return first
 
 
-def _move_files(src: Path, dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.name.startswith("part-"):
-            os.replace(f, dest / f"{uuid.uuid4().hex[:8]}-{f.name}")
+def _move_files(src: Location, dest: Location) -> None:
+    dest.mkdir()
+    for f in src.glob("part-*"):
+        f.move_to(dest / f"{uuid.uuid4().hex[:8]}-{f.name}")
 
 
-def place_sets(spark, path: Path, plans: Mapping, cuts: Mapping, seed: int, out: Path) -> None:
+def place_sets(spark, path: Location, plans: Mapping, cuts: Mapping, seed: int, out: Location) -> None:
     """Move certain regions' files into ``out/<set>/``; split the waitlist regions at their cuts."""
     for i, (s, plan) in enumerate(plans.items()):
         stratum_dir = path / f"_si={i}"
@@ -171,11 +169,12 @@ class Drawn:
     waitlists: dict                  # waitlisted rows per stratum
 
 
-def draw(spark, df: DataFrame, s_cfg, stratum: Optional[Column], total: int, out: Path) -> Drawn:
+def draw(spark, df: DataFrame, s_cfg, stratum: Optional[Column], total: int, out: "Location | str | os.PathLike") -> Drawn:
     """Draw the sets of ``df`` into ``out/<set>/`` (Parquet); call with ANSI off.
 
     Retries with derived seeds when a waitlist falls short; ``out/_candidates`` is scratch space.
     """
+    out = Location.of(out)
     counts = stratum_counts(df, stratum, total)
     targets = plan_targets(s_cfg, counts)
     plans = {s: srs.plan_stratum(s, counts[s], targets[s], s_cfg.delta) for s in counts}
@@ -183,7 +182,7 @@ def draw(spark, df: DataFrame, s_cfg, stratum: Optional[Column], total: int, out
     scratch = out / "_candidates"
     while True:
         attempts += 1
-        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.rmtree()
         write_candidates(df, plans, seed, stratum, scratch)
         try:
             cuts, waits = resolve_from_candidates(spark, scratch, plans, seed)
@@ -195,5 +194,5 @@ def draw(spark, df: DataFrame, s_cfg, stratum: Optional[Column], total: int, out
             seed = srs.derived_seed(s_cfg.seed, attempts)
             log.warning("sample: %s (probability <= 2*delta); retrying with derived seed %d", short, seed)
     place_sets(spark, scratch, plans, cuts, seed, out)
-    shutil.rmtree(scratch)
+    scratch.rmtree()
     return Drawn(plans, targets, counts, seed, attempts, waits)

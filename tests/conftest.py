@@ -60,3 +60,46 @@ def cli_env() -> dict[str, str]:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "ctr_pipeline.cli", *args]
+
+
+# ---------------------------------------------------------------------------------------------- AWS (moto)
+
+@pytest.fixture(scope="session")
+def moto_server() -> str:
+    """moto's server on 127.0.0.1 over real HTTP, one per test run; yields its URL.
+
+    It runs in this process (a thread), so a test can also reach moto's backends, e.g. to move an
+    EMR step to COMPLETED (moto's steps never finish on their own).
+    """
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+FAKE_AWS_ENV = {"AWS_ACCESS_KEY_ID": "AKIAFAKEFAKEFAKE0000", "AWS_SECRET_ACCESS_KEY": "fake-secret-for-moto",
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch):
+    """Fake credentials and moto's endpoint in the environment, moto's state reset; yields AwsSettings."""
+    import urllib.request
+
+    from ctr_pipeline import aws as aws_mod
+
+    for key, value in {**FAKE_AWS_ENV, "AWS_ENDPOINT_URL": moto_server}.items():
+        monkeypatch.setenv(key, value)
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
+        monkeypatch.delenv(key, raising=False)
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10)
+    aws_mod.client.cache_clear()
+    yield aws_mod.AwsSettings(region="us-east-1", endpoint_url=moto_server)
+    aws_mod.client.cache_clear()

@@ -2,7 +2,7 @@
 import pytest
 
 from ctr_pipeline.errors import StageError
-from ctr_pipeline.runs import RunDir, local_run_path
+from ctr_pipeline.runs import RunDir
 
 
 def complete(run, stage, token, upstream=None):
@@ -41,14 +41,21 @@ def test_manifest_records_versions_and_is_valid_json(tmp_path):
     assert not list(run.root.glob(".manifest.json.*.tmp"))
 
 
-def test_unreadable_manifest_and_remote_paths(tmp_path):
+def test_unreadable_manifest_and_file_uris(tmp_path):
     run = RunDir(tmp_path)
     (tmp_path / "manifest.json").write_text("{oops")
     with pytest.raises(StageError, match="unreadable run manifest"):
         run.manifest()
-    with pytest.raises(StageError, match="only local run directories"):
-        local_run_path("s3://bucket/run")
-    assert local_run_path(f"file://{tmp_path}") == tmp_path
+    assert RunDir.at(f"file://{tmp_path}").root.path == tmp_path
+
+
+def test_kill_between_rename_and_record_leaves_the_stage_incomplete(tmp_path, monkeypatch):
+    run = RunDir(tmp_path / "run")
+    complete(run, "sample", "s1")
+    staging = run.new_staging("sample")
+    (staging / "new").write_text("2")
+    run.publish("sample", staging)                    # killed here: the new record is never written
+    assert run.stage_record("sample")["status"] == "replacing" and not run.is_complete("sample")
 
 
 def test_leftover_staging_of_a_killed_run_is_swept(tmp_path):

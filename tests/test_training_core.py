@@ -152,24 +152,20 @@ def test_local_checkpoint_store_is_atomic_and_clearable(tmp_path):
         CheckpointStore("hdfs://nn/x")
 
 
-def test_s3_checkpoint_store_with_moto(monkeypatch):
-    import boto3
-    from moto import mock_aws
+def test_s3_checkpoint_store_with_moto(aws):
+    import pickle
 
+    from ctr_pipeline.aws import client
     from training.checkpoints import CheckpointStore
 
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    with mock_aws():
-        boto3.client("s3").create_bucket(Bucket="ckpt")
-        store = CheckpointStore("s3://ckpt/runs/r1/train")
-        store.put(5, b"five")
-        store.put(15, b"fifteen")
-        assert store.names() == ["round-000005.ubj", "round-000015.ubj"]
-        assert store.newest() == (15, b"fifteen")
-        store.clear()
-        assert store.newest() is None
+    client("s3", aws).create_bucket(Bucket="ckpt")
+    store = pickle.loads(pickle.dumps(CheckpointStore("s3://ckpt/runs/r1/train")))  # as a Spark task gets it
+    store.put(5, b"five")
+    store.put(15, b"fifteen")
+    assert store.names() == ["round-000005.ubj", "round-000015.ubj"]
+    assert store.newest() == (15, b"fifteen")
+    store.clear()
+    assert store.newest() is None
 
 
 # ---------------------------------------------------------------------------------------------- search

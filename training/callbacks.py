@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Optional
+from typing import Optional, Union
 
 from xgboost import collective
 from xgboost.callback import TrainingCallback
+
+from ctr_pipeline.storage import Location
 
 from .checkpoints import CheckpointStore
 from .core import cost_aware_stop, merged_history, patience_stop
@@ -21,7 +23,7 @@ METRIC = "logloss"
 
 
 class PipelineCallback(TrainingCallback):
-    def __init__(self, total_rounds: int, checkpoint_uri: Optional[str], checkpoint_every: int,
+    def __init__(self, total_rounds: int, checkpoint_uri: Optional[Union[str, Location]], checkpoint_every: int,
                  progress_every: int, min_relative_gain: Optional[float], gain_window: int,
                  earlier: Optional[dict] = None, patience: Optional[int] = None):
         super().__init__()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
@@ -19,6 +19,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ctr_pipeline.schema import TrainingConfig
+from ctr_pipeline.storage import Location
 from evaluation import spark_metrics as sm
 from sampling.spark_srs import key_column
 
@@ -51,11 +52,12 @@ def fold_metrics(fit: Callable[[dict, DataFrame], Any], params: dict, data: Data
     return {"mxe": m["mxe"], "auc": m["auc"], "rows": m["rows"]}
 
 
-def run_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame, folder: Path,
+def run_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame, folder: "Location | str | os.PathLike",
                fit: Callable[[dict, DataFrame], Any]) -> pd.DataFrame:
     """Cross-validate every candidate; return the CV table (best first). ``fit(params, df)`` trains one
     model; ``folder`` keeps one JSON file per finished (candidate, fold)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Location.of(folder)
+    folder.mkdir()
     cands = candidates(t.search_space, t.search_method, t.search_candidates, t.search_seed)
     data = with_folds(train, t.search_folds, t.search_seed).cache()
     results, started = [], time.monotonic()
@@ -72,9 +74,7 @@ def run_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame, folder
                     continue
                 got = fold_metrics(fit, {**base, **cand}, data, fold)
                 record = {"candidate": cid, "fold": fold, "params": cand, **got}
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(record))
-                tmp.replace(path)
+                path.write_text(json.dumps(record))  # atomic: a crashed search never leaves half a record
                 results.append(record)
                 log.info("train: search %d/%d (%.0fs): candidate %d %s fold %d: MXE %.5f AUC %.4f", len(results),
                          total, time.monotonic() - started, i + 1, json.dumps(cand), fold, got["mxe"], got["auc"])

@@ -15,9 +15,11 @@ from typing import Optional
 
 from pyspark.sql import functions as F
 
+from ctr_pipeline.aws import AwsSettings
 from ctr_pipeline.errors import ConfigError, StageError, UserError
 from ctr_pipeline.spark import task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
+from ctr_pipeline.storage import Location
 from features.spark_io import read_features
 
 from .callbacks import PipelineCallback
@@ -76,8 +78,10 @@ def whole_partition_batches(spark, enabled: bool):
         yield
 
 
-def checkpoint_uri(ctx: StageContext) -> str:
-    return ctx.cfg.training.checkpoint_dir or str(ctx.run.root / "checkpoints" / "train")
+def checkpoint_uri(ctx: StageContext) -> Location:
+    """``training.checkpoint_dir`` or RUN/checkpoints/train, with the run's AWS settings for S3."""
+    where = ctx.cfg.training.checkpoint_dir
+    return Location.of(where, AwsSettings.from_config(ctx.cfg)) if where else ctx.run.root / "checkpoints" / "train"
 
 
 def load_checkpoint(raw: bytes):
@@ -193,10 +197,10 @@ def run(ctx: StageContext) -> StageResult:
     stopping = t.early_stopping_rounds is not None or t.min_relative_gain is not None
     best = keep_best_trees(model, history, stopping)
     model.write().save(str(ctx.out / "spark_model"))
-    (ctx.out / "history.json").write_text(json.dumps(history) + "\n", encoding="utf-8")
+    (ctx.out / "history.json").write_text(json.dumps(history) + "\n")
     booster = model.get_booster()
-    booster.save_model(str(ctx.out / "booster.ubj"))
-    booster.save_model(str(ctx.out / "booster.json"))
+    (ctx.out / "booster.ubj").write_bytes(bytes(booster.save_raw("ubj")))
+    (ctx.out / "booster.json").write_bytes(bytes(booster.save_raw("json")))
     trees = booster.num_boosted_rounds()
     shown = {k: v for k, v in params.items() if k not in ("features_col", "label_col", "callbacks", "xgb_model")}
     metadata = {"params": shown, "trees": trees, "best_iteration": best, "stopped_early": stopping and trees <
@@ -209,10 +213,10 @@ def run(ctx: StageContext) -> StageResult:
                          "features_token": (ctx.run.stage_record("features") or {}).get("token")},
                 "versions": {"xgboost": xgboost.__version__, "pyspark": ctx.spark.version}}
     if search is not None:
-        search["table"].to_csv(ctx.out / "cv_results.tsv", sep="\t", index=False)
+        (ctx.out / "cv_results.tsv").write_text(search["table"].to_csv(sep="\t", index=False))
         metadata["cv_table"] = "cv_results.tsv"
         metadata["search"] = {k: v for k, v in search.items() if k != "table"}
-    (ctx.out / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n", encoding="utf-8")
+    (ctx.out / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n")
     details = {"params": shown, "trees": trees, "best_iteration": best}
     return StageResult(rows=rows, details=details,
                        summary=[f"model: {trees} trees ({params['tree_method']}, {params['device']}, "
