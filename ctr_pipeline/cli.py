@@ -20,6 +20,7 @@ from .config import Layer, build_config, describe, flag_layer, load_file_layer, 
 from .errors import UserError
 from .runs import STAGES, RunDir
 from .schema import SPLIT_NAMES, Config
+from .storage import Location, is_remote
 
 STAGE_HELP = {"sample": "read and validate the input, draw train/validation/test sets -> RUN/splits",
               "features": "fit the feature transform on train, write sparse vectors -> RUN/features",
@@ -162,11 +163,18 @@ def _size_value(raw: str, flag: str) -> int | float:
         raise UserError(f"--sizes {flag!r}: {raw!r} is neither a row count nor a fraction") from None
 
 
-def _check_local_input(cfg: Config) -> None:
+def _check_input(cfg: Config) -> None:
+    """A missing input is one line before Spark starts: a local path or glob, or an S3 object or prefix."""
     path = cfg.input.path
     if not path:
         raise UserError("no input: pass --input PATH or set input.path in the config file")
-    if "://" not in path and not glob.glob(path):
+    if not is_remote(path):
+        found = bool(glob.glob(path))
+    elif any(ch in path for ch in "*?["):
+        found = True  # an S3 glob is expanded by Spark's file system, which names what it cannot find
+    else:
+        found = Location.of(path, AwsSettings.from_config(cfg)).exists()
+    if not found:
         raise UserError(f"{cfg.source_of('input.path')}: input {path!r} does not exist")
 
 
@@ -179,7 +187,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
     run, cfg = open_run(args)
     check_master(cfg.spark.master, f"{cfg.source_of('spark.master')}: spark.master")
     if "sample" in args.stages and (args.force or not run.is_complete("sample")):
-        _check_local_input(cfg)
+        _check_input(cfg)
     session: dict[str, Any] = {}
 
     def spark_factory():

@@ -117,3 +117,20 @@ def test_run_directory_publishes_through_the_manifest_on_s3(aws):
     fresh = run.new_staging("sample")                    # the next attempt sweeps it, keeps the current one
     assert not killed.exists() and run.path_of("sample").exists() and fresh != killed
     assert [c.name for c in (run.root / "splits").iterdir()] == [second.name]
+
+
+def test_cli_mistakes_with_s3_paths_are_one_line(aws, capsys):
+    """A missing S3 input or config, or an unsupported scheme, stops before Spark with exit code 2."""
+    from ctr_pipeline.aws import client
+    from ctr_pipeline.cli import main
+
+    client("s3", aws).create_bucket(Bucket=BUCKET)
+    cases = [(["sample", "--input", f"s3://{BUCKET}/nothing/here.tsv", "--out", f"s3://{BUCKET}/runs/x"],
+              f"input 's3://{BUCKET}/nothing/here.tsv' does not exist"),
+             (["sample", "--config", f"s3://{BUCKET}/missing.yaml", "--out", f"s3://{BUCKET}/runs/x"],
+              f"s3://{BUCKET}/missing.yaml: config file not found"),
+             (["sample", "--input", "x.tsv", "--out", "hdfs://nn/runs/x"], "unsupported storage scheme 'hdfs'")]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
