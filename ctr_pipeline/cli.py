@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 from . import __version__
 from .aws import AwsSettings, spark_s3_conf
 from .config import Layer, build_config, describe, flag_layer, load_file_layer, parse_set_option, schema_markdown
-from .errors import UserError
+from .errors import RunFailed, UserError
 from .runs import STAGES, RunDir
 from .schema import SPLIT_NAMES, Config
 from .storage import Location, is_remote
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="RUN_DIR", help="include the config recorded in this run")
     p.add_argument("--schema", action="store_true", help="print the documented schema (Markdown)")
     p.set_defaults(handler=cmd_config)
+    from emr_configs.cli import add_parser as add_emr_parser
+
+    add_emr_parser(sub)
     return parser
 
 
@@ -275,6 +278,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as exc:
         print(f"ctr-pipeline: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        print(f"ctr-pipeline: failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("ctr-pipeline: interrupted", file=sys.stderr)
         return 130

@@ -15,3 +15,8 @@ class InputDataError(UserError):
 
 class StageError(UserError):
     """A stage that cannot run in the current state of the run directory."""
+
+
+class RunFailed(Exception):
+    """Work that failed for a reason other than a user mistake (an EMR step, an AWS service error);
+    the CLI prints its one-line message and exits with code 1."""

@@ -9,7 +9,8 @@ CORES = ["sampling.core", "sampling.srs", "features.spec", "features.hashing", "
          "evaluation.report", "evaluation.compare", "evaluation.plots",
          "ctr_pipeline.readers.core",
          "ctr_pipeline.config", "ctr_pipeline.demo_data", "ctr_pipeline.runs", "ctr_pipeline.cli",
-         "ctr_pipeline.pipeline"]
+         "ctr_pipeline.pipeline", "ctr_pipeline.storage", "ctr_pipeline.aws", "emr_configs.definition",
+         "emr_configs.validate", "emr_configs.iam", "emr_configs.mrjob_conf", "emr_configs.steps", "emr_configs.cli"]
 
 
 @pytest.mark.parametrize("module", CORES)
