@@ -191,6 +191,9 @@ def cmd_stages(args: argparse.Namespace) -> int:
     check_master(cfg.spark.master, f"{cfg.source_of('spark.master')}: spark.master")
     if "sample" in args.stages and (args.force or not run.is_complete("sample")):
         _check_input(cfg)
+        if cfg.sampling.engine == "mrjob" and cfg.sampling.mrjob_runner == "emr" and run.root.is_local:
+            raise UserError(f"{cfg.source_of('sampling.mrjob_runner')}: sampling.mrjob_runner 'emr' reads and "
+                            "writes S3: give an s3:// run directory (--out s3://bucket/prefix)")
     session: dict[str, Any] = {}
 
     def spark_factory():

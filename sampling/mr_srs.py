@@ -7,12 +7,13 @@ each a run of this job chosen by ``--phase``:
 - ``regions``: with ``--plan``, rows per key region and the waitlisted (key, row_id) pairs per stratum;
 - ``assign``: with ``--plan`` holding the cuts, a map-only pass emitting ``SET<TAB>line`` for sampled rows.
 
-:func:`run_srs` drives the phases with any runner (``inline``, ``local``, ``spark``; ``emr`` once
-configured) and resolves the cuts in between, retrying with a derived seed like the Spark sampler.
+:func:`run_srs` drives the phases with any runner (``inline``, ``local``, ``spark``, or ``emr`` with an
+mrjob.conf generated from the cluster definition, see :mod:`emr_configs.mrjob_conf`) and resolves the cuts in between, retrying with a derived seed like the Spark sampler.
 Run one phase by hand: ``python -m sampling.mr_srs -r local --phase count rows.jsonl``.
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -101,8 +102,9 @@ class MRScalableSRS(MRJob):
 
 def _run_phase(phase: str, inputs: list[str], runner: str, stratify_by: Optional[str],
                plan: Optional[Path] = None, output_dir: Optional[Path] = None,
-               extra: Iterable[str] = ()) -> list[tuple[Any, Any]]:
-    args = ["--no-conf", "-r", runner, "--phase", phase, *extra]
+               extra: Iterable[str] = (), conf_path: Optional[str] = None) -> list[tuple[Any, Any]]:
+    conf = ["-c", conf_path] if conf_path else ["--no-conf"]
+    args = [*conf, "-r", runner, "--phase", phase, *extra]
     if stratify_by:
         args += ["--stratify-by", stratify_by]
     if plan is not None:
@@ -133,22 +135,26 @@ def runner_args(runner: str) -> list[str]:
 
 
 def run_srs(inputs: list[str], workdir: Path, targets_for, seed: int, delta: float, runner: str = "inline",
-            stratify_by: Optional[str] = None, max_attempts: int = 5, log=None) -> dict:
+            stratify_by: Optional[str] = None, max_attempts: int = 5, log=None,
+            conf_path: Optional[str] = None) -> dict:
     """All phases. ``targets_for(counts)`` maps {stratum: rows} to {stratum: {set: rows}} (the same
-    planning as the Spark sampler). Sampled rows land in ``workdir/assigned/`` as ``SET<TAB>line``.
+    planning as the Spark sampler). Sampled rows land in ``workdir/assigned/`` as ``SET<TAB>line``
+    (``workdir`` is local: the plans are uploaded by mrjob). ``conf_path`` is an mrjob.conf (the EMR
+    runner's, generated from the cluster definition); without it mrjob reads none.
 
     Returns counts, targets, the seed used, attempts and waitlist sizes per stratum.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     extra = runner_args(runner)
-    counts = {s: n for s, n in _run_phase("count", inputs, runner, stratify_by, extra=extra)}
+    phase = functools.partial(_run_phase, runner=runner, stratify_by=stratify_by, extra=extra, conf_path=conf_path)
+    counts = {s: n for s, n in phase("count", inputs)}
     targets = targets_for(counts)
     plans = {s: srs.plan_stratum(s, counts[s], targets[s], delta) for s in counts}
     used = seed
     for attempt in range(1, max_attempts + 1):
         plan_file = workdir / f"plan-{attempt}.json"
         _write_plan(plan_file, used, plans)
-        rows = _run_phase("regions", inputs, runner, stratify_by, plan_file, extra=extra)
+        rows = phase("regions", inputs, plan=plan_file)
         region_counts: dict = {s: {} for s in plans}
         waitlists: dict = {s: [] for s in plans}
         for key, (count, items) in rows:
@@ -166,7 +172,7 @@ def run_srs(inputs: list[str], workdir: Path, targets_for, seed: int, delta: flo
             continue
         final = workdir / "plan-final.json"
         _write_plan(final, used, plans, cuts)
-        _run_phase("assign", inputs, runner, stratify_by, final, output_dir=workdir / "assigned", extra=extra)
+        phase("assign", inputs, plan=final, output_dir=workdir / "assigned")
         return {"counts": counts, "targets": targets, "seed_used": used, "attempts": attempt,
                 "waitlists": {s: len(w) for s, w in waitlists.items()}}
     raise srs.ShortWaitlist(f"no exact sample after {max_attempts} attempts")

@@ -19,7 +19,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ctr_pipeline.config import parse_duration
-from ctr_pipeline.errors import InputDataError
+from ctr_pipeline.errors import InputDataError, UserError
 from ctr_pipeline.readers.spark import read_input
 from ctr_pipeline.schema import SPLIT_NAMES
 from ctr_pipeline.spark import temporary_conf
@@ -110,6 +110,23 @@ def sample_with_spark(cfg, spark, df: DataFrame, total: int, out: Location) -> t
     return engine_report(cfg, pool, drawn.targets, drawn.counts, engine, drawn.waitlists)
 
 
+def emr_mrjob_conf(cfg, work: Location, local_dir: Path) -> str:
+    """Write the EMR runner's mrjob.conf, generated from ``emr.definition``; the run must be on S3."""
+    import yaml
+
+    from ctr_pipeline.aws import AwsSettings
+    from emr_configs.definition import load
+    from emr_configs.mrjob_conf import mrjob_conf
+
+    if work.is_local:
+        raise UserError(f"{cfg.source_of('sampling.mrjob_runner')}: sampling.mrjob_runner 'emr' reads and writes "
+                        "S3: give an s3:// run directory (--out s3://bucket/prefix)")
+    conf = mrjob_conf(load(cfg.emr.definition), AwsSettings.from_config(cfg).endpoint_url)
+    path = local_dir / "mrjob.conf"
+    path.write_text(yaml.safe_dump(conf))
+    return str(path)
+
+
 def run_mrjob(cfg, work: Location, size: int) -> dict:
     """Run the mrjob sampler on the JSON lines in ``work/input``; its output lands in ``work/assigned``.
 
@@ -122,6 +139,7 @@ def run_mrjob(cfg, work: Location, size: int) -> dict:
     log.info("sample: running the mrjob sampler (-r %s) on %s rows", s_cfg.mrjob_runner, f"{size:,}")
     with contextlib.ExitStack() as stack:
         local_work = stack.enter_context(tempfile.TemporaryDirectory(prefix="ctr-mrjob-"))
+        conf_path = emr_mrjob_conf(cfg, work, Path(local_work)) if s_cfg.mrjob_runner == "emr" else None
         if s_cfg.mrjob_runner == "emr" or work.is_local:
             inputs = [str(p) for p in (work / "input").glob("part-*")]
         else:
@@ -129,7 +147,8 @@ def run_mrjob(cfg, work: Location, size: int) -> dict:
             inputs = [str(p) for p in sorted(copied.glob("part-*"))]
         info = mr_srs.run_srs(inputs, Path(local_work), lambda counts: plan_targets(s_cfg, counts), s_cfg.seed,
                               s_cfg.delta, runner=s_cfg.mrjob_runner, stratify_by=s_cfg.stratify_by,
-                              max_attempts=MAX_ATTEMPTS, log=lambda msg: log.warning("sample: %s", msg))
+                              max_attempts=MAX_ATTEMPTS, log=lambda msg: log.warning("sample: %s", msg),
+                              conf_path=conf_path)
         (work / "assigned").upload_tree(Path(local_work) / "assigned")
     return info
 
