@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Optional, Union
 
-from .aws import AwsSettings, s3_filesystem
+from .aws import AwsSettings, client, s3_filesystem
 from .errors import UserError
 
 S3_SCHEMES = ("s3", "s3a", "s3n")
@@ -164,16 +164,17 @@ class Location:
 
     # ------------------------------------------------------------------------------ read / write
     def read_bytes(self) -> bytes:
+        """The whole file. On S3 one GET, so a concurrent rewrite is seen whole or not at all (pyarrow's
+        streams read in ranges, which could stitch two versions together)."""
         if self.is_local:
             return self.path.read_bytes()
-        filesystem, key = self._fs_path()
+        from botocore.exceptions import ClientError
+
+        bucket, _, key = self.uri[len("s3://"):].partition("/")
         try:
-            with filesystem.open_input_stream(key) as fh:
-                return fh.read()
-        except FileNotFoundError:
-            raise FileNotFoundError(self.uri) from None
-        except OSError as exc:
-            if "NoSuchKey" in str(exc) or "does not exist" in str(exc):
+            return client("s3", self.aws).get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 raise FileNotFoundError(self.uri) from None
             raise
 
@@ -223,12 +224,9 @@ class Location:
         if self.is_local:
             shutil.rmtree(self.path, ignore_errors=True)
             return
-        files = self.files()
-        if files:
-            filesystem, _ = self._fs_path()
-            filesystem.delete_dir_contents(self._fs_path()[1], missing_dir_ok=True)
-        with contextlib.suppress(FileNotFoundError, OSError):
-            filesystem, key = self._fs_path()
+        filesystem, key = self._fs_path()
+        filesystem.delete_dir_contents(key, missing_dir_ok=True)
+        with contextlib.suppress(FileNotFoundError, OSError):  # a directory marker object, if any
             filesystem.delete_dir(key)
 
     def move_to(self, dest: "Location") -> None:
