@@ -2,138 +2,139 @@
 
 Nothing here imports boto3 until a handler runs. The run config given to ``submit`` (``--config``,
 ``--set``, ``--input``) is validated locally first, then uploaded beside the run and passed to every
-stage's step unchanged, so local and EMR runs read the same settings.
+stage's step unchanged, so local and EMR runs read the same settings. Results (a cluster id, states, a
+log tail) go to stdout; progress lines go to the ``ctr_pipeline.emr`` logger (stderr, hidden by -q).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
-from ctr_pipeline.errors import UserError
+from ctr_pipeline.errors import RunFailed, UserError
 from ctr_pipeline.runs import STAGES
 
-VERBS = {"up": "upload the wheel, bootstrap and entry script, create the cluster",
-         "submit": "run the pipeline's stages as spark-submit steps and follow them",
-         "status": "the cluster's state and its steps", "logs": "the tail of a step's stderr log",
-         "down": "terminate the cluster", "policies": "the IAM policies the definition's roles need"}
+VERBS = {"up": "upload the wheel, bootstrap and entry script to the artifacts prefix, create the cluster, "
+               "print its id",
+         "submit": "run the pipeline's stages as spark-submit steps (on --cluster-id, or --up a new cluster) "
+                   "and follow them",
+         "status": "the cluster's state and each step's state", "logs": "the tail of a step's stderr log",
+         "down": "terminate the cluster", "policies": "the IAM policies the definition's roles need (JSON)"}
+PROJECT = Path(__file__).resolve().parent.parent
+DRY_RUN_HELP = "print the requests that upload or create anything (JSON, in order) and send nothing"
 
 
 def add_parser(sub: Any) -> None:
-    """Register ``emr`` and its verbs on the main parser's subparsers."""
+    """Register ``emr`` and its verbs on the main parser's subparsers (``sub``)."""
     from ctr_pipeline.cli import _add_config_flags, _Parser
 
     emr = sub.add_parser("emr", help="run the pipeline on AWS EMR (cluster definitions in emr_configs/)",
-                         description="Run the pipeline on AWS EMR.")
+                         description="Run the pipeline on AWS EMR: up -> submit -> status / logs -> down.")
     verbs = emr.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     verbs.required = True
     for verb, text in VERBS.items():
         p = verbs.add_parser(verb, help=text, description=text)
         _add_config_flags(p)
-        p.add_argument("--definition", metavar="FILE", help="cluster definition (default: emr.definition)")
+        p.add_argument("--definition", metavar="FILE", help="cluster definition YAML (default: emr.definition)")
         if verb in ("status", "logs", "down"):
-            p.add_argument("--cluster-id", required=True, metavar="ID")
+            p.add_argument("--cluster-id", required=True, metavar="ID", help="the cluster (j-...)")
         if verb in ("up", "submit"):
-            p.add_argument("--dry-run", action="store_true", help="print the exact requests; send nothing")
+            p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
         if verb == "submit":
-            p.add_argument("--cluster-id", metavar="ID", help="an existing cluster (or --up)")
-            p.add_argument("--up", action="store_true", help="create the cluster first")
+            p.add_argument("--cluster-id", metavar="ID", help="a running cluster (j-...); or --up")
+            p.add_argument("--up", action="store_true", help="create the cluster with the steps (as 'emr up')")
             p.add_argument("--out", required=True, metavar="s3://RUN", help="the run directory on S3")
-            p.add_argument("--stages", default=",".join(STAGES), help="comma-separated (default all four)")
-            p.add_argument("--transient", action="store_true", help="terminate the cluster after the last step")
+            p.add_argument("--stages", default=",".join(STAGES), metavar="STAGE,...",
+                           help=f"comma-separated stages (default {','.join(STAGES)})")
+            p.add_argument("--transient", action="store_true",
+                           help="terminate the cluster after the last step (or when a step fails)")
             p.add_argument("--no-wait", action="store_true", help="return once the steps are added")
         if verb == "logs":
-            p.add_argument("--step-id", required=True, metavar="ID")
-            p.add_argument("--lines", type=int, help="lines to show (default emr.log_tail_lines)")
+            p.add_argument("--step-id", required=True, metavar="ID", help="the step (s-...)")
+            p.add_argument("--lines", type=int, metavar="N", help="lines to show (default emr.log_tail_lines)")
         p.set_defaults(handler=run_verb)
 
 
 def _context(args: argparse.Namespace):
+    """(run config, cluster definition, AWS settings): the region is aws.region when set explicitly,
+    else the definition's; the endpoint aws.endpoint_url or AWS_ENDPOINT_URL."""
     from ctr_pipeline.aws import AwsSettings
     from ctr_pipeline.cli import config_from_args
 
     from .definition import load
 
     cfg = config_from_args(args)
-    defn = load(args.definition or cfg.emr.definition)
+    path = Path(args.definition or cfg.emr.definition)
+    if not args.definition and cfg.source_of("emr.definition") == "default" and not path.exists():
+        path = PROJECT / path  # the shipped default, from any directory
+    defn = load(path)
     explicit_region = cfg.aws.region if cfg.source_of("aws.region") != "default" else None
     settings = AwsSettings.from_env(explicit_region or defn.region, cfg.aws.endpoint_url)
     return cfg, defn, settings
 
 
 def make_launcher(defn, settings):
-    """The launcher the verbs use (tests replace it to step moto's clusters instead of sleeping)."""
+    """The launcher the verbs use (the seam tests replace to move moto's steps instead of sleeping)."""
     from .launcher import Launcher
 
-    return Launcher(defn, settings, say=print)
+    return Launcher(defn, settings)
 
 
 def run_verb(args: argparse.Namespace) -> int:
-    from .iam import instance_role_policy, service_role_policies
-
+    """Handler of every ``emr`` verb; returns the exit code."""
     cfg, defn, settings = _context(args)
-    launcher = make_launcher(defn, settings)
-    if args.verb == "policies":
-        print(json.dumps({"instance_role": instance_role_policy(defn),
-                          "service_role": service_role_policies(defn)}, indent=1))
-    elif args.verb == "up":
-        if args.dry_run:
-            return _dry_run(launcher, [("RunJobFlow", launcher.create_request())])
-        print(launcher.up())
-    elif args.verb == "submit":
-        return _submit(args, cfg, defn, launcher)
-    elif args.verb == "status":
-        got = launcher.status(args.cluster_id)
-        print(f"{args.cluster_id} {got['name']}: {got['state']}")
-        for step in got["steps"]:
-            print(f"  {step['id']}  {step['state']:<11} {step['name']}")
-    elif args.verb == "logs":
-        launcher.print_tail(args.cluster_id, args.step_id, args.lines or cfg.emr.log_tail_lines)
-    elif args.verb == "down":
-        launcher.down(args.cluster_id)
+    handler = {"up": _up, "submit": _submit, "status": _status, "logs": _logs, "down": _down,
+               "policies": _policies}[args.verb]
+    return handler(args, cfg, make_launcher(defn, settings))
+
+
+def _print_plan(plan) -> int:
+    print(json.dumps([request.shown() for request in plan], indent=1))
     return 0
 
 
-def _dry_run(launcher, requests: list, extra_puts: list = ()) -> int:
-    puts = [(uri, data) for uri, data in launcher.artifacts()] + list(extra_puts)
-    print(json.dumps({"s3_puts": [{"uri": uri, "bytes": len(data)} for uri, data in puts],
-                      **{name: req for name, req in requests}}, indent=1, default=str))
-    return 0
-
-
-def _submit(args: argparse.Namespace, cfg, defn, launcher) -> int:
-    from .steps import stage_steps
-
-    out = args.out.rstrip("/")
-    if not out.startswith("s3://"):
-        raise UserError(f"--out {args.out}: an EMR run directory must be on S3 (s3://bucket/prefix)")
-    input_uri = args.input or cfg.input.path
-    if input_uri and not str(input_uri).startswith("s3://"):
-        raise UserError(f"{'--input' if args.input else cfg.source_of('input.path')}: {input_uri!r} must be on "
-                        "S3 for an EMR run")
-    if bool(args.cluster_id) == bool(args.up):
-        raise UserError("emr submit needs exactly one of --cluster-id ID or --up")
-    if args.transient and args.no_wait and not args.up:
-        raise UserError("--transient on an existing cluster needs to wait for the steps; drop --no-wait")
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    if not stages or any(s not in STAGES for s in stages):
-        raise UserError(f"--stages {args.stages!r}: a comma-separated subset of {', '.join(STAGES)}")
-    config_uri = f"{out}/_emr/config.yaml"
-    config_bytes = _config_bytes(args)
-    steps = stage_steps(defn, stages, out, config_uri, args.input, args.set, args.transient)
+def _up(args, cfg, launcher) -> int:
+    plan = launcher.up_plan()
     if args.dry_run:
-        first = ("RunJobFlow", launcher.create_request(steps, args.transient)) if args.up else \
-            ("AddJobFlowSteps", {"JobFlowId": args.cluster_id, "Steps": steps})
-        return _dry_run(launcher, [first], [(config_uri, config_bytes)])
-    launcher.put(config_uri, config_bytes)
+        return _print_plan(plan)
+    print(launcher.started(launcher.execute(plan)[-1]))
+    return 0
+
+
+def _submit(args, cfg, launcher) -> int:
+    from .launcher import upload
+    from .steps import check_locations, parse_stages, stage_steps
+
+    if bool(args.cluster_id) == bool(args.up):
+        raise UserError("emr submit needs exactly one of --cluster-id ID (a running cluster) or --up (a new one)")
+    if args.transient and args.no_wait and not args.up:
+        raise UserError("--transient on an existing cluster terminates it after its steps, so it must wait; "
+                        "drop --no-wait (or use --up --transient, which EMR ends by itself)")
+    if args.master:
+        raise UserError(f"--master {args.master}: EMR steps run on YARN (spark-submit --master yarn); drop --master")
+    out = args.out.rstrip("/")
+    input_uri = args.input or cfg.input.path
+    check_locations(launcher.defn, out, input_uri, "--input" if args.input else cfg.source_of("input.path"))
+    stages = parse_stages(args.stages)
+    config_uri = f"{out}/_emr/config.yaml"
+    steps = stage_steps(launcher.defn, stages, out, config_uri, args.input, args.set, args.transient)
+    plan = [upload(config_uri, _config_bytes(args)),
+            *(launcher.up_plan(steps, args.transient) if args.up else [launcher.add_steps(args.cluster_id, steps)])]
+    if args.dry_run:
+        return _print_plan(plan)
+    if not args.up:
+        launcher.check_alive(args.cluster_id)
+    responses = launcher.execute(plan)
     if args.up:
-        cluster_id = launcher.up(steps, args.transient)
-        step_ids = launcher.step_ids(cluster_id)
+        cluster_id = launcher.started(responses[-1])
+        step_ids = [s["Id"] for s in launcher.steps(cluster_id)][-len(steps):]
     else:
-        cluster_id = args.cluster_id
-        step_ids = launcher.add_steps(cluster_id, steps)
+        cluster_id, step_ids = args.cluster_id, responses[-1]["StepIds"]
     print(f"emr: cluster {cluster_id}: steps {', '.join(step_ids)}; run directory {out}")
     if args.no_wait:
+        print(f"emr: follow with 'ctr-pipeline emr status --cluster-id {cluster_id}'")
         return 0
     launcher.follow(cluster_id, step_ids, cfg.emr.poll_seconds, cfg.emr.log_tail_lines)
     print(f"emr: all {len(step_ids)} step(s) completed; run directory {out}")
@@ -150,3 +151,40 @@ def _config_bytes(args: argparse.Namespace) -> bytes:
 
     return Location.of(args.config).read_bytes()
 
+
+def _status(args, cfg, launcher) -> int:
+    got = launcher.status(args.cluster_id)
+    reason = f" ({got['reason']})" if got["reason"] else ""
+    print(f"{args.cluster_id} {got['name']}: {got['state']}{reason}")
+    for step in got["steps"]:
+        print(f"  {step['id']}  {step['state']:<11} {step['name']}")
+    return 0
+
+
+def _logs(args, cfg, launcher) -> int:
+    lines = cfg.emr.log_tail_lines if args.lines is None else args.lines
+    if lines < 1:
+        raise UserError(f"--lines {lines}: give a number of lines >= 1")
+    step = launcher.step(args.cluster_id, args.step_id)
+    uri, got = launcher.tail(args.cluster_id, args.step_id, lines)
+    if got is None:
+        raise RunFailed(f"no stderr log of step '{step['Name']}' ({args.step_id}, {step['Status']['State']}) at "
+                        f"{uri} yet; EMR copies step logs to S3 every few minutes, try again later")
+    print(f"emr: {step['Name']} ({args.step_id}, {step['Status']['State']}): last {len(got)} lines of {uri}",
+          file=sys.stderr)
+    print("\n".join(got))
+    return 0
+
+
+def _down(args, cfg, launcher) -> int:
+    launcher.down(args.cluster_id)
+    print(f"{args.cluster_id}: {launcher.cluster(args.cluster_id)['Status']['State']}")
+    return 0
+
+
+def _policies(args, cfg, launcher) -> int:
+    from .iam import instance_role_policy, service_role_policies
+
+    print(json.dumps({"instance_role": instance_role_policy(launcher.defn),
+                      "service_role": service_role_policies(launcher.defn)}, indent=1))
+    return 0
