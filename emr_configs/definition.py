@@ -19,7 +19,11 @@ from .instance_types import INSTANCE_TYPES
 HERE = Path(__file__).resolve().parent
 BOOTSTRAP_SCRIPT = HERE / "bootstrap.sh"
 ENTRY_SCRIPT = HERE.parent / "ctr_pipeline" / "spark_submit.py"
-WHEEL_NAME = "ctr_pipeline-0.1.0-py3-none-any.whl"
+def wheel_name() -> str:
+    """The file name pip gives this project's wheel (the installed version: setup.py's in a checkout)."""
+    from importlib import metadata
+
+    return f"ctr_pipeline-{metadata.version('ctr-pipeline')}-py3-none-any.whl"
 
 # key -> allowed sub-keys (None: a leaf or a free mapping)
 SCHEMA: dict[str, Optional[frozenset]] = {
@@ -84,7 +88,7 @@ class ClusterDefinition:
 
     @property
     def wheel_uri(self) -> str:
-        return self.artifact(f"wheels/{WHEEL_NAME}")
+        return self.artifact(f"wheels/{wheel_name()}")
 
     @property
     def bootstrap_uri(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,10 +45,15 @@ def build_wheel(repo: Path = REPO) -> Wheel:
     --no-build-isolation). Takes about 10 s; a failure is RunFailed with pip's last output."""
     if not (repo / "setup.py").is_file():
         raise UserError(f"{repo}: no setup.py here; run 'ctr-pipeline emr' from a clone of the project")
+    had_build = (repo / "build").exists()
     with tempfile.TemporaryDirectory(prefix="ctr-wheel-") as tmp:
         cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", tmp,
                str(repo)]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        finally:
+            if not had_build:  # setuptools builds in the tree: leave the checkout as it was
+                shutil.rmtree(repo / "build", ignore_errors=True)
         wheels = sorted(Path(tmp).glob("*.whl"))
         if done.returncode != 0 or len(wheels) != 1:
             raise RunFailed(f"building the wheel ({' '.join(cmd)}) failed: {done.stderr.strip()[-500:]}")
