@@ -1,1 +1,2 @@
-"""EMR cluster definitions and launcher (not built yet: see emr_configs/README.md)."""
+"""EMR 7 cluster definitions as validated data (definition, parse, validate, iam, mrjob_conf,
+instance_types), the bootstrap action, and the launcher (launcher, steps, cli): see emr_configs/README.md."""

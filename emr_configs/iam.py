@@ -7,11 +7,14 @@
 - Service role (what EMR itself uses to run the cluster): AWS's managed ``AmazonEMRServicePolicy_v2``
   (EC2 instances, networking and scaling on the user's behalf; it is maintained by AWS and scoped to
   resources tagged ``for-use-with-amazon-emr-managed-policies=true``), plus ``iam:PassRole`` on the
-  instance role only.
+  instance role only, to EC2 only (the managed policy's own PassRole covers only the default role name
+  ``EMR_EC2_DefaultRole``). The instance role is assumed to have the instance profile's name.
+
+Nothing is written to disk: ``ctr-pipeline emr policies`` prints these documents for a definition.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Optional
 
 if TYPE_CHECKING:
     from .definition import ClusterDefinition
@@ -39,7 +42,9 @@ def _listing(uris: Iterable[str]) -> list[dict]:
 
 
 def instance_role_policy(defn: "ClusterDefinition") -> dict:
-    """The policy of the nodes' instance role."""
+    """The IAM policy document (a JSON-ready dict) of the nodes' instance role: ListBucket limited by
+    ``s3:prefix`` to the prefixes below, GetObject on the input and artifacts prefixes, read/write/delete
+    on the run prefixes and ``<artifacts>/mrjob-tmp/``, PutObject on the log prefix."""
     read = [*defn.input_prefixes, defn.artifacts_uri]
     write = [*defn.run_prefixes, defn.artifact("mrjob-tmp/")]  # the mrjob sampler's scratch space
     return {"Version": "2012-10-17", "Statement": [
@@ -53,16 +58,23 @@ def instance_role_policy(defn: "ClusterDefinition") -> dict:
 
 
 def service_role_policies(defn: "ClusterDefinition", account_id: str = "ACCOUNT_ID") -> dict:
-    """Managed policy ARNs and the inline PassRole policy of EMR's service role."""
+    """EMR's service role: ``managed_policy_arns`` to attach, the ``inline_policy`` document
+    (PassRole of the instance role in ``account_id``) and the ``required_tags`` the managed policy
+    expects on the cluster's network resources."""
     role_arn = f"arn:aws:iam::{account_id}:role/{defn.instance_profile}"
     return {"managed_policy_arns": [EMR_SERVICE_POLICY_ARN],
             "inline_policy": {"Version": "2012-10-17", "Statement": [
                 {"Sid": "PassInstanceRole", "Effect": "Allow", "Action": "iam:PassRole", "Resource": role_arn,
-                 "Condition": {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}}]},
+                 "Condition": {"StringLike": {"iam:PassedToService": "ec2.amazonaws.com*"}}}]},
             "required_tags": MANAGED_TAG}
 
 
-def trust_policy(service: str) -> dict:
-    """Who may assume the role: ``elasticmapreduce.amazonaws.com`` or ``ec2.amazonaws.com``."""
-    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": service},
-                                                    "Action": "sts:AssumeRole"}]}
+def trust_policy(service: str, account_id: Optional[str] = None) -> dict:
+    """Who may assume the role: ``elasticmapreduce.amazonaws.com`` (service role) or
+    ``ec2.amazonaws.com`` (instance role). With ``account_id``, EMR may assume the service role only on
+    behalf of that account's clusters (``aws:SourceAccount``/``aws:SourceArn``: no confused deputy)."""
+    statement: dict = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    if account_id and service.startswith("elasticmapreduce."):
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id},
+                                  "ArnLike": {"aws:SourceArn": f"arn:aws:elasticmapreduce:*:{account_id}:*"}}
+    return {"Version": "2012-10-17", "Statement": [statement]}

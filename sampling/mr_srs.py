@@ -8,7 +8,10 @@ each a run of this job chosen by ``--phase``:
 - ``assign``: with ``--plan`` holding the cuts, a map-only pass emitting ``SET<TAB>line`` for sampled rows.
 
 :func:`run_srs` drives the phases with any runner (``inline``, ``local``, ``spark``, or ``emr`` with an
-mrjob.conf generated from the cluster definition, see :mod:`emr_configs.mrjob_conf`) and resolves the cuts in between, retrying with a derived seed like the Spark sampler.
+mrjob.conf generated from the cluster definition, see :mod:`emr_configs.mrjob_conf`) and resolves the
+cuts in between, retrying with a derived seed like the Spark sampler. On EMR the inputs are s3:// URIs,
+mrjob uploads the job and each plan file to the conf's cloud tmp dir, and the phases share one pooled
+cluster.
 Run one phase by hand: ``python -m sampling.mr_srs -r local --phase count rows.jsonl``.
 """
 from __future__ import annotations
@@ -23,6 +26,7 @@ from mrjob.job import MRJob
 from mrjob.protocol import JSONProtocol, RawProtocol, RawValueProtocol
 from mrjob.step import MRStep
 
+from ctr_pipeline.errors import UserError
 from sampling import srs
 from sampling.core import ALL_STRATA, NULL_STRATUM
 
@@ -140,10 +144,13 @@ def run_srs(inputs: list[str], workdir: Path, targets_for, seed: int, delta: flo
     """All phases. ``targets_for(counts)`` maps {stratum: rows} to {stratum: {set: rows}} (the same
     planning as the Spark sampler). Sampled rows land in ``workdir/assigned/`` as ``SET<TAB>line``
     (``workdir`` is local: the plans are uploaded by mrjob). ``conf_path`` is an mrjob.conf (the EMR
-    runner's, generated from the cluster definition); without it mrjob reads none.
+    runner's, generated from the cluster definition by :func:`emr_configs.mrjob_conf.mrjob_conf`);
+    without it mrjob reads none. The ``emr`` runner needs ``conf_path`` and s3:// ``inputs``.
 
     Returns counts, targets, the seed used, attempts and waitlist sizes per stratum.
     """
+    if runner == "emr":
+        _check_emr(inputs, conf_path)
     workdir.mkdir(parents=True, exist_ok=True)
     extra = runner_args(runner)
     phase = functools.partial(_run_phase, runner=runner, stratify_by=stratify_by, extra=extra, conf_path=conf_path)
@@ -176,6 +183,16 @@ def run_srs(inputs: list[str], workdir: Path, targets_for, seed: int, delta: flo
         return {"counts": counts, "targets": targets, "seed_used": used, "attempts": attempt,
                 "waitlists": {s: len(w) for s, w in waitlists.items()}}
     raise srs.ShortWaitlist(f"no exact sample after {max_attempts} attempts")
+
+
+def _check_emr(inputs: list[str], conf_path: Optional[str]) -> None:
+    if not conf_path:
+        raise UserError("mr_srs: runner 'emr' needs conf_path, an mrjob.conf generated from the cluster definition "
+                        "(emr_configs.mrjob_conf); without one mrjob would make a cluster of its own defaults")
+    for uri in inputs:
+        if not str(uri).startswith("s3://"):
+            raise UserError(f"mr_srs: runner 'emr' reads its input from S3: {str(uri)!r} is not an s3:// URI; "
+                            "put the input under the run directory on S3")
 
 
 def _write_plan(path: Path, seed: int, plans: dict, cuts: Optional[dict] = None) -> None:
