@@ -166,6 +166,10 @@ def _coerce(value: Any, tp: Any, where: str, key: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return value
         raise ConfigError(f"{where}: {key}: expected a row count or a fraction, got {_show(value)}")
+    if origin is typing.Union and set(args) == {int, str}:  # a count or the word auto
+        if (isinstance(value, int) and not isinstance(value, bool)) or value == "auto":
+            return value
+        raise ConfigError(f"{where}: {key}: expected a number or auto, got {_show(value)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -207,7 +211,7 @@ def _check_range(value: Any, meta: Mapping[str, Any], where: str, key: str) -> N
     bounds = [("min", lambda v, b: v >= b, ">="), ("max", lambda v, b: v <= b, "<="),
               ("gt", lambda v, b: v > b, ">"), ("lt", lambda v, b: v < b, "<")]
     for name, ok, sign in bounds:
-        if name in meta and not ok(value, meta[name]):
+        if name in meta and not isinstance(value, str) and not ok(value, meta[name]):
             raise ConfigError(f"{where}: {key}: must be {sign} {meta[name]}, got {value!r}")
 
 
@@ -456,6 +460,8 @@ def _type_name(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Union and set(args) == {int, float}:
         return "row count or fraction"
+    if origin is typing.Union and set(args) == {int, str}:
+        return "integer or auto"
     if origin is typing.Union:
         return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
     if origin is tuple:

@@ -118,7 +118,9 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    num_workers: int = _f(1, "XGBoost workers (Spark barrier tasks); at most the free task slots.", min=1)
+    num_workers: Union[int, str] = _f("auto", "XGBoost workers (Spark barrier tasks): `auto` (every task slot the "
+                                              "session has, each worker using spark.task.cpus threads) or a "
+                                              "number, at most the free task slots.", min=1)
     tree_method: str = _f("approx", "XGBoost tree method; `gpu_hist` is the old name of `hist` on device cuda.",
                           choices=("approx", "hist", "gpu_hist"))
     device: str = _f("cpu", "`cpu` or `cuda`; cuda fails up front when no GPU is visible.", choices=("cpu", "cuda"))
@@ -165,6 +167,9 @@ class EvaluationConfig:
                                      "Spark MLlib models trained on the same features and splits and reported "
                                      "beside the XGBoost model: `logistic_regression`, `gbt` (GBTClassifier with "
                                      "the training depth, trees and learning rate; slow on wide vectors).")
+    baseline_rows: int = _f(200_000, "Train rows each baseline is fit on: an exact simple random sample of train "
+                                      "of at most this many rows (0: all of train). Bounds the baselines' cost on "
+                                      "large runs; the report names the rows used.", min=0)
     bootstrap: int = _f(200, "Paired bootstrap replicates for the MXE / AUC difference against each baseline "
                              "(0: none).", min=0, max=5000)
     seed: int = _f(29, "Seed of the bootstrap.", min=0)

@@ -58,13 +58,46 @@ def _mxe(model, name: str, df: DataFrame) -> float:
     return model.transform(df).agg(F.avg(-(y * F.log(p) + (1 - y) * F.log1p(-p)))).first()[0]
 
 
+def capped_sample(df: DataFrame, limit: int, seed: int) -> tuple[DataFrame, int, int]:
+    """An exact simple random sample of at most ``limit`` rows of ``df``: (sample, its rows, rows of df).
+
+    The rows with the ``limit`` smallest keys (the sampler's hash of seed and row_id, uniform over the long
+    range) form the sample. One pass keeps the rows below a key bound a little past the expected cut
+    (about limit * 1.05 rows); their (key, row_id) pairs come to the driver, where the exact cut is found.
+    ``limit`` 0 means no cap.
+    """
+    from sampling.spark_srs import key_column
+
+    total = df.count()
+    if limit == 0 or total <= limit:
+        return df, total, total
+    keyed = df.withColumn("_k", key_column(seed, F.col("row_id")))
+    rate = min(1.0, limit / total * 1.05 + 10 * limit ** 0.5 / total)
+    while True:
+        bound = int(-2 ** 63 + rate * 2 ** 64)
+        below = keyed.filter(F.col("_k") < bound) if rate < 1.0 else keyed
+        pairs = sorted((r[0], r[1]) for r in below.select("_k", "row_id").collect())
+        if len(pairs) >= limit:
+            break
+        rate = min(1.0, rate * 1.5)  # about one run in 10^20 gets here
+    k, rid = pairs[limit - 1]
+    cut = (F.col("_k") < k) | ((F.col("_k") == k) & (F.col("row_id") <= rid))
+    return below.filter(cut).drop("_k"), limit, total
+
+
 def fit(name: str, cfg: Config, train: DataFrame, validation: Optional[DataFrame] = None):
-    """Fit baseline ``name`` on the train features (label as double, weight when present). Logistic
-    regression picks its L2 strength from LR_REG_GRID by validation MXE when a validation split exists.
-    Returns (model, settings)."""
-    data = train.withColumn("label", F.col("label").cast("double"))
-    weighted = "weight" in data.columns
-    log.info("evaluate: fitting baseline %s on %s rows", name, f"{data.count():,}")
+    """Fit baseline ``name`` on the train features (label as double, weight when present), or on an exact
+    sample of ``evaluation.baseline_rows`` of them. Logistic regression picks its L2 strength from
+    LR_REG_GRID by validation MXE when a validation split exists. Returns (model, settings)."""
+    e = cfg.evaluation
+    sample, rows, total = capped_sample(train, e.baseline_rows, e.seed)
+    data = sample.withColumn("label", F.col("label").cast("double"))
+    log.info("evaluate: fitting baseline %s on %s of %s train rows", name, f"{rows:,}", f"{total:,}")
+    model, settings = _fit(name, cfg, data, "weight" in data.columns, validation)
+    return model, {**settings, "fit_rows": rows, "train_rows": total}
+
+
+def _fit(name: str, cfg: Config, data: DataFrame, weighted: bool, validation: Optional[DataFrame]):
     if name != "logistic_regression":
         from features.spark_io import vector_width
 

@@ -133,6 +133,11 @@ def run(ctx: StageContext) -> StageResult:
     title = f"Evaluation of {ctx.run.root.name}"
     notes = [f"Run: {ctx.run.root}. Splits: {', '.join(e.splits)}. Metrics computed on Spark; AUC exact "
              "(ties count as half) unless auc_exact is false, then within auc_error_bound."]
+    for name, setting in settings.items():
+        if setting["fit_rows"] < setting["train_rows"]:
+            notes.append(f"Baseline {LABELS.get(name, name)} was fit on an exact random sample of "
+                         f"{setting['fit_rows']:,} of the {setting['train_rows']:,} train rows "
+                         "(evaluation.baseline_rows), which bounds its cost; XGBoost used all of them.")
     if w is not None:
         notes.append(f"Train and validation kept negatives at {w:g} times the positives' rate: test predictions "
                      "are also shown recalibrated, p' = p / (p + (1 - p) / w).")

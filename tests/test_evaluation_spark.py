@@ -153,3 +153,21 @@ def test_downsampled_run_reports_recalibrated_test_metrics(spark, demo_tsv, tmp_
     assert raw["calibration"] > 1.5                     # trained on 4x fewer negatives: over-predicts
     assert abs(recal["calibration"] - 1) < abs(raw["calibration"] - 1)
     assert recal["mxe"] < raw["mxe"] and recal["auc"] == pytest.approx(raw["auc"], abs=1e-9)  # same ranking
+
+
+def test_capped_sample_is_the_exact_smallest_keys(spark):
+    from evaluation.baselines import capped_sample
+    from sampling.srs import keys
+
+    ids = np.arange(1, 20_001, dtype=np.int64) * 7919
+    df = spark.createDataFrame([(int(i), int(i % 2)) for i in ids], "row_id long, label int").repartition(4)
+    sample, rows, total = capped_sample(df, 1234, seed=29)
+    got = sorted(r["row_id"] for r in sample.collect())
+    expected = sorted(ids[np.argsort(keys(29, ids), kind="stable")[:1234]].tolist())
+    assert (rows, total) == (1234, 20_000)
+    assert got == expected
+    assert sample.columns == df.columns
+    whole, rows, total = capped_sample(df, 0, seed=29)
+    assert whole is df and rows == total == 20_000
+    small, rows, _ = capped_sample(df, 50_000, seed=29)
+    assert small is df and rows == 20_000

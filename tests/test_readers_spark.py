@@ -143,3 +143,72 @@ def test_directory_of_files_and_empty_input(spark, tmp_path):
         read_input(spark, cfg_with(f"input.path={empty}"), str(tmp_path / "q"))
     with pytest.raises(InputDataError, match="no input files found"):
         read_input(spark, cfg_with(f"input.path={tmp_path / 'missing*'}"), str(tmp_path / "q"))
+
+
+NUMBERS = ["3", "0", "-0", "12.5", "", "1e3", " 5", "+2", "nan", "inf", "x", "007", "-1.25", "9" * 400]
+CATEGORIES = ["a1", "", " a", "b ", "é", "x y", "68fd1e64", "\u00a0c", "-"]
+TIMES = ["2017-11-06 16:00:00", "2017-02-30 01:00:00", "2017-1-6 01:00:00", "", "2017-11-06 23:59:59", "bad"]
+
+
+def _mixed_lines(rng, n, header_fields=None):
+    lines = []
+    for i in range(n):
+        label = rng.choice(["0", "1", "1", "0", "0.0", " 1", "2"], p=[.4, .4, .05, .05, .04, .03, .03])
+        nums = [rng.choice(NUMBERS) for _ in range(2)]
+        cats = [rng.choice(CATEGORIES) for _ in range(2)]
+        if header_fields:                       # csv: label,I1,C1,I2,C2,ts
+            ts = rng.choice(TIMES)
+            fields = [label, nums[0], cats[0], nums[1], cats[1], ts]
+            line = ",".join(fields)
+            if i % 97 == 0:
+                line = f'{label},{nums[0]},"q,{cats[0]}",{nums[1]},{cats[1]},{ts}'
+        else:
+            fields = [label, nums[0]] + [""] * 12 + [cats[0]] + [""] * 24 + [cats[1]]
+            line = "\t".join(fields)
+        if i % 211 == 0:
+            line += "\textra" if not header_fields else ",extra"
+        lines.append(line)
+    return lines
+
+
+def _parsed_both_ways(spark, cfg, monkeypatch):
+    from ctr_pipeline.readers import jvm
+    from ctr_pipeline.readers.spark import layout_for, list_input_files, parse_input
+    from ctr_pipeline.spark import temporary_conf
+
+    layout, files = layout_for(cfg), list_input_files(spark, cfg.input.path)
+    with temporary_conf(spark, "spark.sql.files.maxPartitionBytes", "4096"):
+        fast = sorted(parse_input(spark, layout, files).collect(), key=lambda r: r["row_id"])
+    monkeypatch.setattr(jvm, "supported", lambda layout, headers: "forced for the test")
+    slow = sorted(parse_input(spark, layout, files).collect(), key=lambda r: r["row_id"])
+    return fast, slow
+
+
+def test_jvm_reader_equals_python_reader_on_dac(spark, tmp_path, monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.tsv").write_text("\n".join(_mixed_lines(rng, 1500)) + "\n")     # several blocks of 4 KiB
+    with gzip.open(folder / "b.tsv.gz", "wt") as fh:
+        fh.write("\n".join(_mixed_lines(rng, 700)) + "\r\n")
+    fast, slow = _parsed_both_ways(spark, cfg_with(f"input.path={folder}", "input.numeric=[I1]",
+                                                   "input.categorical=[C1,C26]"), monkeypatch)
+    assert len(fast) == 2200 and fast == slow
+    assert sum(r["_reason"] is None for r in fast) > 1000 and sum(r["_reason"] is not None for r in fast) > 100
+
+
+def test_jvm_reader_equals_python_reader_on_csv_with_time(spark, tmp_path, monkeypatch):
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    header = "label,I1,C1,I2,C2,ts"
+    for name in ("x.csv", "y.csv"):
+        (tmp_path / name).write_text("\n".join([header, *_mixed_lines(rng, 900, header.split(","))]) + "\n")
+    cfg = cfg_with(f"input.path={tmp_path}/*.csv", "input.format=csv", "input.numeric=[I1,I2]",
+                   "input.categorical=[C1,C2]", "input.time=ts")
+    fast, slow = _parsed_both_ways(spark, cfg, monkeypatch)
+    assert len(fast) == 1800 and fast == slow
+    assert {r["row_id"] & 0xFFFFFFFFFF for r in fast} == set(range(2, 902))
+    assert any(r["ts"] == 1509984000 for r in fast)

@@ -59,6 +59,19 @@ def test_workers_checked_against_slots():
         check_workers(3, 2, "x")
 
 
+def test_num_workers_auto_takes_every_slot_and_numbers_are_checked():
+    from training.core import workers_for
+
+    assert params()["num_workers"] == "auto" and workers_for("auto", 16, "x") == 16
+    assert params("training.num_workers=2")["num_workers"] == 2 and workers_for(2, 16, "x") == 2
+    with pytest.raises(ConfigError, match=r"x: training.num_workers is 3 but Spark has only 2 task slot"):
+        workers_for(3, 2, "x")
+    with pytest.raises(ConfigError, match=r"training.num_workers: expected a number or auto, got 'many'"):
+        params("training.num_workers=many")
+    with pytest.raises(ConfigError, match=r"training.num_workers: must be >= 1, got 0"):
+        params("training.num_workers=0")
+
+
 def test_cuda_problems_are_explained():
     assert cuda_problem("cpu", False, 0) is None
     assert "no CUDA support" in cuda_problem("cuda", False, 0)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 from ctr_pipeline.errors import ConfigError
 from ctr_pipeline.schema import Config
@@ -71,6 +71,18 @@ def booster_problem(params: dict[str, Any]) -> Optional[str]:
             return (f"XGBoost does not use {unused.group(1).strip()}: check the spelling against "
                     "https://xgboost.readthedocs.io/en/stable/parameter.html")
     return None
+
+
+def workers_for(setting: Union[int, str], slots: int, source: str) -> int:
+    """XGBoost workers for ``training.num_workers``: every task slot for ``auto``; a number is checked.
+
+    Each worker trains with spark.task.cpus threads (xgboost.spark sets nthread from it), so ``auto`` gives
+    XGBoost every core Spark has without slowing the other stages' tasks.
+    """
+    if setting == "auto":
+        return slots
+    check_workers(int(setting), slots, source)
+    return int(setting)
 
 
 def check_workers(num_workers: int, slots: int, source: str) -> None:

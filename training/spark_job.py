@@ -25,8 +25,8 @@ from features.spark_io import read_features
 from .callbacks import PipelineCallback
 from .checkpoints import CheckpointStore
 from .cv import run_search, search_hash
-from .core import (VALIDATION_FLAG, backoff_seconds, best_round, booster_problem, check_workers, cuda_problem,
-                   estimator_params, merged_history)
+from .core import (VALIDATION_FLAG, backoff_seconds, best_round, booster_problem, cuda_problem,
+                   estimator_params, merged_history, workers_for)
 from .search import candidates
 
 log = logging.getLogger("ctr_pipeline.training")
@@ -46,7 +46,8 @@ def visible_gpus() -> int:
 def check_environment(ctx: StageContext, params: dict) -> None:
     import xgboost
 
-    check_workers(params["num_workers"], task_slots(ctx.spark), ctx.cfg.source_of("training.num_workers"))
+    params["num_workers"] = workers_for(params["num_workers"], task_slots(ctx.spark),
+                                        ctx.cfg.source_of("training.num_workers"))
     problem = cuda_problem(params["device"], bool(xgboost.build_info().get("USE_CUDA")),
                            visible_gpus() if params["device"] == "cuda" else 0)
     if problem:

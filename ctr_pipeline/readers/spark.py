@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from ..config import resolved_columns
 from ..errors import InputDataError
 from ..schema import Config
+from . import jvm
 from .core import (LINE_BITS, QUARANTINE_COLUMNS, RESERVED, CsvParser, DacParser, Layout, LibsvmParser,
                    RecordParser, check_header, parse_partition)
 
@@ -121,24 +122,41 @@ def _parquet_records(spark: SparkSession, files: list[InputFile], layout: Layout
 
 def parse_input(spark: SparkSession, layout: Layout, files: list[InputFile]) -> DataFrame:
     """All records parsed: the layout's columns plus the quarantine columns (null on good rows)."""
+    columns = layout.columns() + QUARANTINE_COLUMNS
+    width = len(layout.columns()) - 1
+    names = [f.display for f in files]
+    headers = None
     if layout.format == "parquet":
-        records, parsers = _parquet_records(spark, files, layout), [RecordParser(layout)] * len(files)
+        parsers = [RecordParser(layout)] * len(files)
     elif layout.format == "csv":
-        parsers = []
+        parsers, headers = [], []
         for f in files:
             header = _split_header(_first_line(spark, f), layout.delimiter)
             check_header(header, layout, f.display)
             parsers.append(CsvParser(layout, header))
-        records = _text_records(spark, files, skip_header=True)
+            headers.append({name: i for i, name in enumerate(header)})
     else:
-        one = DacParser(layout) if layout.format == "criteo_dac" else LibsvmParser(layout)
-        records, parsers = _text_records(spark, files, skip_header=False), [one] * len(files)
-    columns = layout.columns() + QUARANTINE_COLUMNS
-    width = len(layout.columns()) - 1
-    names = [f.display for f in files]
+        parsers = [DacParser(layout) if layout.format == "criteo_dac" else LibsvmParser(layout)] * len(files)
+    if jvm.supported(layout, headers) is None:
+        positions = headers[0] if headers else dac_positions()
+        fields = len(positions)
+        parsed = jvm.parse_text(spark, layout, [f.uri for f in files], names, parsers, fields, positions, columns,
+                                skip_header=headers is not None)
+        if parsed is not None:
+            return parsed
+    if layout.format == "parquet":
+        records = _parquet_records(spark, files, layout)
+    else:
+        records = _text_records(spark, files, skip_header=layout.format == "csv")
     ddl = ", ".join(f"`{name}` {tp}" for name, tp in columns)
     parsed = records.mapPartitions(lambda recs: parse_partition(parsers, width, names, recs))
     return spark.createDataFrame(parsed, schema=ddl, verifySchema=False)
+
+
+def dac_positions() -> dict[str, int]:
+    """Field index of every Criteo DAC column: label, I1-I13, C1-C26."""
+    names = ["label", *[f"I{i}" for i in range(1, 14)], *[f"C{i}" for i in range(1, 27)]]
+    return {name: i for i, name in enumerate(names)}
 
 
 def _split_header(line: str, delimiter: str) -> list[str]:
