@@ -37,6 +37,8 @@ test-all: check-java $(STAMP)  ## run the test suite including tests marked slow
 	$(BIN)/python -m pytest -q -m "" $(PYTEST_ARGS)
 
 bench: check-java $(STAMP)  ## run the benchmarks, JSON results in bench/results/
+	$(BIN)/python -m bench.peer --rows 1000000
+	$(BIN)/python -m bench.tree_methods
 	$(BIN)/python -m bench.pipeline_throughput
 	$(BIN)/python -m bench.sampling_compare
 	$(BIN)/python -m bench.features_compare

@@ -31,7 +31,7 @@ def parquet_input(spark, rows: int) -> Path:
         cfg = build_config([flag_layer("--input", "input.path", str(demo_file(rows)))])
         report = read_input(spark, cfg, tempfile.mkdtemp(prefix="bench-q-"))
         report.good.write.mode("overwrite").parquet(str(out))
-        report.good.unpersist()
+        report.release()
     return out
 
 

@@ -270,6 +270,9 @@ def _setup_logging(quiet: bool) -> None:
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+    # xgboost.spark logs its parameters and each worker's start at INFO (its workers take the driver's
+    # level); the training stage prints its own progress lines instead.
+    logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

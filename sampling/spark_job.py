@@ -211,7 +211,7 @@ def run(ctx: StageContext) -> StageResult:
             requested, chosen = engine(cfg, spark, report.good, total, ctx.out)
         rows, digests, per_stratum = describe_sets(spark, ctx.out, cfg.sampling.stratify_by)
     finally:
-        report.good.unpersist()
+        report.release()
     if rows != requested:  # a broken invariant, never a silent wrong size
         raise RuntimeError(f"ScalableSRS wrote {rows} rows but planned {requested}")
     for stratum, facts in chosen["strata"].items():

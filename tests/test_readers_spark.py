@@ -29,7 +29,7 @@ def quarantine(path):
 def read(spark, cfg, tmp_path):
     report = read_input(spark, cfg, str(tmp_path / "quarantine"))
     rows = sorted(report.good.collect(), key=lambda r: r["row_id"])
-    report.good.unpersist()
+    report.release()
     return report, rows
 
 
@@ -178,9 +178,13 @@ def _parsed_both_ways(spark, cfg, monkeypatch):
 
     layout, files = layout_for(cfg), list_input_files(spark, cfg.input.path)
     with temporary_conf(spark, "spark.sql.files.maxPartitionBytes", "4096"):
-        fast = sorted(parse_input(spark, layout, files).collect(), key=lambda r: r["row_id"])
+        parsed, cheap = parse_input(spark, layout, files)
+        assert cheap
+        fast = sorted(parsed.collect(), key=lambda r: r["row_id"])
     monkeypatch.setattr(jvm, "supported", lambda layout, headers: "forced for the test")
-    slow = sorted(parse_input(spark, layout, files).collect(), key=lambda r: r["row_id"])
+    parsed, cheap = parse_input(spark, layout, files)
+    assert not cheap
+    slow = sorted(parsed.collect(), key=lambda r: r["row_id"])
     return fast, slow
 
 

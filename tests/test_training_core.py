@@ -17,7 +17,7 @@ def params(*sets):
 def test_sparse_input_settings_and_config_values():
     p = params("training.max_depth=4", "training.params={max_delta_step: 1}")
     assert p["enable_sparse_data_optim"] is True and p["missing"] == 0.0
-    assert p["max_depth"] == 4 and p["max_delta_step"] == 1 and p["tree_method"] == "approx"
+    assert p["max_depth"] == 4 and p["max_delta_step"] == 1 and p["tree_method"] == "hist"
     assert "validation_indicator_col" not in p
 
 

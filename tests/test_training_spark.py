@@ -117,9 +117,10 @@ def test_early_stopping_patience_survives_a_retry(spark, prepared, tmp_path, mon
     (12): a retry that restarted the patience count would stop later than the uninterrupted run."""
     run, base, _ = prepared
     cfg = make_cfg(base.input.path, "training.n_estimators=200", "training.learning_rate=0.7",
-                   "training.early_stopping_rounds=10")
+                   "training.early_stopping_rounds=10", "training.tree_method=approx")  # approx stays supported
     reference = copy_upstream(run, tmp_path / "reference")
     rec = run_stage("train", cfg, reference, lambda: spark, force=False)
+    assert rec["details"]["params"]["tree_method"] == "approx"
     best = rec["details"]["best_iteration"]
     assert best < 10 and rec["details"]["trees"] == best + 1     # stops at round best + 11 > 12
     again = copy_upstream(run, tmp_path / "retry")

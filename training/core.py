@@ -24,7 +24,7 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
         "enable_sparse_data_optim": True, "missing": 0.0,
         "num_workers": t.num_workers, "tree_method": tree_method, "device": device,
         "n_estimators": t.n_estimators, "max_depth": t.max_depth, "learning_rate": t.learning_rate,
-        "eval_metric": "logloss",
+        "eval_metric": "logloss", "verbose": False,   # progress comes from the pipeline's callback
     }
     # early_stopping_rounds is applied by the pipeline's callback (patience_stop) on the whole history, so a
     # resumed or retried training stops where an uninterrupted one would; XGBoost's own rule restarts.
@@ -40,7 +40,7 @@ SPARK_ESTIMATOR_ARGS = frozenset({
     "validation_indicator_col", "weight_col", "base_margin_col", "qid_col", "num_workers", "force_repartition",
     "repartition_random_shuffle", "enable_sparse_data_optim", "launch_tracker_on_driver", "coll_cfg",
     "feature_names", "features_cols", "feature_types", "feature_weights", "missing", "n_estimators", "callbacks",
-    "xgb_model"})
+    "xgb_model", "verbose"})
 
 
 def booster_problem(params: dict[str, Any]) -> Optional[str]:

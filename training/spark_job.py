@@ -197,6 +197,8 @@ def run(ctx: StageContext) -> StageResult:
     model, history = fit_with_retries(ctx, params, data, resume=bool(ctx.options.get("resume")))
     stopping = t.early_stopping_rounds is not None or t.min_relative_gain is not None
     best = keep_best_trees(model, history, stopping)
+    if model.isSet("callbacks"):   # the pipeline's callback is not part of the model (and is not picklable data)
+        model.clear(model.getParam("callbacks"))
     model.write().save(str(ctx.out / "spark_model"))
     (ctx.out / "history.json").write_text(json.dumps(history) + "\n")
     booster = model.get_booster()
