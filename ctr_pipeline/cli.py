@@ -215,12 +215,14 @@ def cmd_stages(args: argparse.Namespace) -> int:
 
 def print_summary(run: RunDir, records: dict[str, dict]) -> None:
     print(f"\nctr-pipeline: run {run.root}")
-    print(f"  {'stage':<10}{'seconds':>9}  rows")
+    print(f"  {'stage':<10}{'seconds':>9}{'rows/s':>10}  rows")
     for stage, rec in records.items():
         counts = rec.get("rows", {})
         ordered = [k for k in SPLIT_NAMES if k in counts] + [k for k in counts if k not in SPLIT_NAMES]
         rows = ", ".join(f"{k} {counts[k]:,}" for k in ordered)
-        print(f"  {stage:<10}{rec.get('seconds', 0):>9.1f}  {rows}")
+        seconds = rec.get("seconds", 0)
+        rate = f"{sum(counts.values()) / seconds:,.0f}" if seconds and counts else "-"
+        print(f"  {stage:<10}{seconds:>9.1f}{rate:>10}  {rows}")
     for rec in records.values():
         for line in rec.get("summary", []):
             print(f"  {line}")

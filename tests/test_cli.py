@@ -1,6 +1,7 @@
 """The CLI as a user runs it: end to end on demo data, and one-line exit-2 errors for mistakes."""
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -38,6 +39,9 @@ def test_demo_data_then_run_end_to_end(tmp_path):
     assert "test: AUC 0." in proc.stdout and "MXE (log loss) 0." in proc.stdout
     for stage in ("sample", "features", "train", "evaluate"):
         assert f"{stage}: started" in proc.stderr and f"{stage}: done in" in proc.stderr
+    assert re.search(r"^  train +[0-9.]+ +[0-9,]+  train 16,0\d\d$", proc.stdout, re.M), proc.stdout  # rows/s
+    for noise in ("training-logloss", "XGBoost-PySpark", "SparkStringUtils", "All paths were ignored"):
+        assert noise not in proc.stderr, noise
     manifest = json.loads((run / "manifest.json").read_text())
     assert set(manifest["stages"]) == {"sample", "features", "train", "evaluate"}
     assert manifest["stages"]["sample"]["details"]["input"]["rows_read"] == 20_000
