@@ -79,7 +79,7 @@ def capped_sample(df: DataFrame, limit: int, seed: int) -> tuple[DataFrame, int,
         pairs = sorted((r[0], r[1]) for r in below.select("_k", "row_id").collect())
         if len(pairs) >= limit:
             break
-        rate = min(1.0, rate * 1.5)  # about one run in 10^20 gets here
+        rate = min(1.0, rate * 1.5)  # the bound is about 10 standard deviations past the cut: practically never
     k, rid = pairs[limit - 1]
     cut = (F.col("_k") < k) | ((F.col("_k") == k) & (F.col("row_id") <= rid))
     return below.filter(cut).drop("_k"), limit, total

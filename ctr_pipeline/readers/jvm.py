@@ -64,7 +64,7 @@ def _block_bases(spark: SparkSession, lines: DataFrame, uris: Sequence[str]):
     for path, parts in by_file.items():
         fi = index.get(unquote(path), index.get(path))
         if fi is None:
-            log.warning("sample: the text reader named %s, which is not in the listing; parsing in Python", path)
+            log.warning("input: the text reader named %s, which is not in the listing; parsing in Python", path)
             return None
         line = 1
         for b in sorted(parts, key=lambda b: b["_block"]):

@@ -177,7 +177,7 @@ def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str,
 
     Fails (InputDataError naming the first bad lines) when the malformed share exceeds
     ``input.max_bad_share``. The good rows are read from a cache (parsing again in each later pass
-    measured slower: the 1M-row demo sample stage took 46.8 s against 42.0 s): call ``release()`` when done.
+    measured slower: the 1M-row demo sample stage took 46.8 s against 45.8 s): call ``release()`` when done.
     """
     if not cfg.input.path:
         raise InputDataError("no input: pass --input PATH or set input.path in the config file")
