@@ -172,19 +172,19 @@ def _mixed_lines(rng, n, header_fields=None):
 
 
 def _parsed_both_ways(spark, cfg, monkeypatch):
-    from ctr_pipeline.readers import jvm
+    from ctr_pipeline.readers import arrow
     from ctr_pipeline.readers.spark import layout_for, list_input_files, parse_input
     from ctr_pipeline.spark import temporary_conf
 
     layout, files = layout_for(cfg), list_input_files(spark, cfg.input.path)
     with temporary_conf(spark, "spark.sql.files.maxPartitionBytes", "4096"):
         fast = sorted(parse_input(spark, layout, files).collect(), key=lambda r: r["row_id"])
-    monkeypatch.setattr(jvm, "supported", lambda layout, headers: "forced for the test")
+    monkeypatch.setattr(arrow, "supported", lambda layout, headers: "forced for the test")
     slow = sorted(parse_input(spark, layout, files).collect(), key=lambda r: r["row_id"])
     return fast, slow
 
 
-def test_jvm_reader_equals_python_reader_on_dac(spark, tmp_path, monkeypatch):
+def test_arrow_reader_equals_python_reader_on_dac(spark, tmp_path, monkeypatch):
     import numpy as np
 
     rng = np.random.default_rng(3)
@@ -199,7 +199,7 @@ def test_jvm_reader_equals_python_reader_on_dac(spark, tmp_path, monkeypatch):
     assert sum(r["_reason"] is None for r in fast) > 1000 and sum(r["_reason"] is not None for r in fast) > 100
 
 
-def test_jvm_reader_equals_python_reader_on_csv_with_time(spark, tmp_path, monkeypatch):
+def test_arrow_reader_equals_python_reader_on_csv_with_time(spark, tmp_path, monkeypatch):
     import numpy as np
 
     rng = np.random.default_rng(4)
