@@ -47,14 +47,18 @@ def key(seed: int, row_id: int) -> int:
     return mix64((row_id & MASK) ^ seed_salt(seed)) - SIGN
 
 
-def keys(seed: int, row_ids: np.ndarray) -> np.ndarray:
-    """Vectorised :func:`key` (int64 in, int64 out); equal to it element by element."""
-    z = row_ids.astype(np.int64).view(np.uint64) ^ np.uint64(seed_salt(seed))
+def mix64_array(x: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`mix64` (uint64 in, uint64 out)."""
     with np.errstate(over="ignore"):
-        z = z + np.uint64(GOLDEN)
+        z = x + np.uint64(GOLDEN)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(MIX1)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(MIX2)
-    z = z ^ (z >> np.uint64(31))
+    return z ^ (z >> np.uint64(31))
+
+
+def keys(seed: int, row_ids: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`key` (int64 in, int64 out); equal to it element by element."""
+    z = mix64_array(row_ids.astype(np.int64).view(np.uint64) ^ np.uint64(seed_salt(seed)))
     return (z ^ np.uint64(SIGN)).view(np.int64)
 
 
@@ -234,6 +238,12 @@ def digest(row_ids: Iterable[int]) -> str:
         count += 1
         total = (total + mix64(rid & MASK)) & MASK
     return f"{count:x}-{total:016x}"
+
+
+def digest_array(row_ids: np.ndarray) -> str:
+    """Vectorised :func:`digest` of int64 row ids (the same text)."""
+    mixed = mix64_array(row_ids.astype(np.int64).view(np.uint64))
+    return f"{len(mixed):x}-{int(mixed.sum(dtype=np.uint64)):016x}"
 
 
 def digest_count(digest_text: str) -> int:
