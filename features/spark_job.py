@@ -32,7 +32,7 @@ from .state import FittedTransform, Totals
 from .summary import SUMMARY_QUANTILES, column_summary, group_widths, summary_table
 
 log = logging.getLogger("ctr_pipeline.features")
-QUANTILE_ERROR = 1e-3  # relative rank error of approxQuantile
+QUANTILE_ACCURACY = 1000  # percentile_approx's accuracy: relative rank error 1 / 1000
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -65,13 +65,43 @@ def _cross_column(columns: tuple[str, ...]) -> Column:
     return F.when(present, F.concat_ws(CROSS_SEP, *[F.col(c) for c in columns]))
 
 
-def _long_values(df: DataFrame, columns: dict[str, Column], *keep: Column) -> DataFrame:
-    """One row per (row, column) with a non-missing value: ``keep`` columns plus column, value."""
-    pairs = F.array(*[F.struct(F.lit(name).alias("column"), expr.cast("string").alias("value"))
-                      for name, expr in columns.items()])
-    return (df.select(*keep, F.explode(pairs).alias("kv"))
-            .select(*[k for k in df.select(*keep).columns], "kv.column", "kv.value")
-            .filter(F.col("value").isNotNull()))
+def _tallies(df: DataFrame, columns: dict[str, Column], label: Column, fold: Optional[Column] = None) -> DataFrame:
+    """Rows and clicks per (column, value[, fold]) of the non-missing values of ``columns``.
+
+    Each task first tallies its own rows with Arrow's hash aggregation (one small table per column and
+    task), so Spark merges distinct values instead of one row per (row, column): on 800k demo rows x 26
+    columns the values tally took 13.5 s exploded, against about 4 s this way.
+    """
+    names = list(columns)
+    with_fold = fold is not None   # the closure below must not hold a Column (it is pickled)
+    keys = ["value"] + (["fold"] if with_fold else [])
+    src = df.select(label.cast("long").alias("_y"), *([fold.cast("long").alias("_fold")] if fold is not None else []),
+                    *[expr.cast("string").alias(f"_c{i}") for i, expr in enumerate(columns.values())])
+
+    def tally(batches):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        parts: dict[str, list] = {name: [] for name in names}
+        for b in batches:
+            extra = {"fold": b.column("_fold")} if with_fold else {}
+            for i, name in enumerate(names):
+                t = pa.table({"value": b.column(f"_c{i}"), **extra, "y": b.column("_y")})
+                t = t.filter(pc.is_valid(t["value"]))
+                parts[name].append(t.group_by(keys).aggregate([("y", "count"), ("y", "sum")]))
+        for name, tables in parts.items():
+            if not tables:
+                continue
+            t = pa.concat_tables(tables).group_by(keys).aggregate([("y_count", "sum"), ("y_sum", "sum")])
+            out = {"column": pa.array([name] * len(t), pa.string()), "value": t["value"]}
+            if with_fold:
+                out["fold"] = t["fold"]
+            out["n"], out["clicks"] = t["y_count_sum"].cast(pa.int64()), t["y_sum_sum"].cast(pa.int64())
+            yield from pa.table(out).to_batches()
+
+    ddl = "column string, value string, " + ("fold long, " if fold is not None else "") + "n long, clicks long"
+    return (src.mapInArrow(tally, ddl).groupBy("column", *keys)
+            .agg(F.sum("n").alias("n"), F.sum("clicks").alias("clicks")))
 
 
 def _bucket_rows(tallies: DataFrame, spec: FeatureSpec) -> Optional[pd.DataFrame]:
@@ -104,31 +134,31 @@ def _bucket_rows(tallies: DataFrame, spec: FeatureSpec) -> Optional[pd.DataFrame
 def fit(spark: SparkSession, train: DataFrame, spec: FeatureSpec) -> tuple[FittedTransform, dict, pd.DataFrame]:
     """Fit on ``train``: (transform, summary, feature map)."""
     label = F.col("label").cast("long")
-    # One pass: rows and clicks per target-encoding fold, and count / distinct values of numeric columns.
+    # One pass: rows and clicks per target-encoding fold, and count / distinct values / quantiles of the
+    # numeric columns (and the time column).
     numeric = list(spec.raw_numeric) + ([spec.time] if spec.time else [])
+    probs = sorted(set(SUMMARY_QUANTILES) | set(quantile_probabilities(spec.quantile_buckets)
+                                                if spec.numeric_of("quantile") else set()))
     fold = F.pmod(key_column(spec.seed, F.col("row_id")), F.lit(spec.folds))
     agg = train.agg(*[F.sum((fold == f).cast("long")).alias(f"rows_{f}") for f in range(spec.folds)],
                     *[F.sum(F.when(fold == f, label)).alias(f"clicks_{f}") for f in range(spec.folds)],
                     *[F.count(c).alias(f"n_{i}") for i, c in enumerate(numeric)],
-                    *[F.approx_count_distinct(c).alias(f"d_{i}") for i, c in enumerate(numeric)]).first()
+                    *[F.approx_count_distinct(c).alias(f"d_{i}") for i, c in enumerate(numeric)],
+                    *[F.percentile_approx(F.col(c).cast("double"), probs, QUANTILE_ACCURACY).alias(f"q_{i}")
+                      for i, c in enumerate(numeric)]).first()
     fold_rows = tuple(int(agg[f"rows_{f}"] or 0) for f in range(spec.folds))
     fold_clicks = tuple(int(agg[f"clicks_{f}"] or 0) for f in range(spec.folds))
     totals = Totals(sum(fold_rows), sum(fold_clicks), fold_rows, fold_clicks)
     if totals.rows == 0:
         raise InputDataError("features: the train split is empty; nothing to fit")
 
-    # Numeric columns (and the time column): coverage, distinct values, quantiles.
     numeric_stats: dict[str, Any] = {}
     quantiles: dict[str, list[float]] = {}
-    if numeric:
-        probs = sorted(set(SUMMARY_QUANTILES) | set(quantile_probabilities(spec.quantile_buckets)
-                                                    if spec.numeric_of("quantile") else set()))
-        qs = train.approxQuantile(numeric, probs, QUANTILE_ERROR)
-        for i, c in enumerate(numeric):
-            at = dict(zip(probs, qs[i]))
-            numeric_stats[c] = (agg[f"n_{i}"], agg[f"d_{i}"], {p: at.get(p) for p in SUMMARY_QUANTILES})
-            if c in spec.numeric_of("quantile"):
-                quantiles[c] = [at[p] for p in quantile_probabilities(spec.quantile_buckets) if p in at]
+    for i, c in enumerate(numeric):
+        at = dict(zip(probs, agg[f"q_{i}"] or []))     # no quantiles for a column without values
+        numeric_stats[c] = (agg[f"n_{i}"], agg[f"d_{i}"], {p: at.get(p) for p in SUMMARY_QUANTILES})
+        if c in spec.numeric_of("quantile"):
+            quantiles[c] = [at[p] for p in quantile_probabilities(spec.quantile_buckets) if p in at]
 
     # Categorical columns and crosses: value tallies (count, clicks) on train.
     cat_cols = {c: F.col(c) for c in spec.raw_categorical}
@@ -138,32 +168,21 @@ def fit(spark: SparkSession, train: DataFrame, spec: FeatureSpec) -> tuple[Fitte
     cat_stats: dict[str, Any] = {}
     buckets = None
     if cat_cols:
-        long = _long_values(train, cat_cols, label.alias("label"))
-        values = (long.groupBy("column", "value").agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks"))
-                  .persist())
+        values = _tallies(train, cat_cols, label).persist()
         try:
-            whole = Window.partitionBy("column")
-            top = (values.select("*", F.row_number().over(whole.orderBy(F.desc("n"), F.asc("value"))).alias("r"),
-                                 F.sum("n").over(whole).alias("non_missing"),
-                                 F.count(F.lit(1)).over(whole).alias("cardinality"))
-                   .filter(F.col("r") <= spec.top_values).toPandas())
-            for c in spec.raw_categorical:
-                t = top[top["column"] == c].sort_values("r")
-                n, card = (int(t["non_missing"].iloc[0]), int(t["cardinality"].iloc[0])) if len(t) else (0, 0)
-                cat_stats[c] = (n, card, list(zip(t["value"], t["n"], t["clicks"])))
             vocab_cols = list(spec.columns_of("vocab"))
             wanted = (F.col("column").isin(vocab_cols) & (F.col("n") >= spec.min_count)) | \
                 F.col("column").isin(list(spec.counts))
-            got = values.filter(wanted).select("column", "value", "n").toPandas()
+            got = values.filter(wanted).select("column", "value", "n", "clicks").toPandas()
             for c in vocab_cols + list(spec.counts):
                 tallies[c] = got[got["column"] == c][["value", "n"]].reset_index(drop=True)
+            cat_stats = _top_values(values, got, set(vocab_cols) | set(spec.counts), list(spec.raw_categorical),
+                                    spec.top_values)
             buckets = _bucket_rows(values, spec)
         finally:
             values.unpersist()
     if spec.target_encoding:
-        te = _long_values(train, {c: F.col(c) for c in spec.target_encoding}, label.alias("label"), fold.alias("fold"))
-        got = (te.groupBy("column", "value", "fold")
-               .agg(F.count(F.lit(1)).alias("n"), F.sum("label").alias("clicks")).toPandas())
+        got = _tallies(train, {c: F.col(c) for c in spec.target_encoding}, label, fold).toPandas()
         for c in spec.target_encoding:
             fold_tallies[c] = got[got["column"] == c][["value", "fold", "n", "clicks"]].reset_index(drop=True)
 
@@ -179,6 +198,34 @@ def fit(spark: SparkSession, train: DataFrame, spec: FeatureSpec) -> tuple[Fitte
     summary = {"rows": totals.rows, "clicks": totals.clicks, "ctr": totals.ctr, "columns": columns,
                "groups": group_widths(t), "width": t.width}
     return t, summary, fmap
+
+
+def _top_values(values: DataFrame, got: pd.DataFrame, got_columns: set, columns: list[str],
+                k: int) -> dict[str, tuple]:
+    """(non-missing rows, distinct values, top ``k`` (value, n, clicks) by n, then value) per column.
+
+    The top values come from the rows already collected for the vocabularies when they hold them (at
+    least ``k`` values, or all of a column's values); a window over the tallies finds the rest."""
+    if not columns:
+        return {}
+    per_column = {r["column"]: (int(r["rows"]), int(r["distinct"])) for r in
+                  values.filter(F.col("column").isin(columns)).groupBy("column")
+                  .agg(F.sum("n").alias("rows"), F.count(F.lit(1)).alias("distinct")).collect()}
+    tops, rest = {}, []
+    for c in columns:
+        mine = got[got["column"] == c] if c in got_columns else None
+        if mine is not None and (len(mine) >= k or len(mine) == per_column.get(c, (0, 0))[1]):
+            tops[c] = mine.sort_values(["n", "value"], ascending=[False, True], kind="mergesort").head(k)
+        else:
+            rest.append(c)
+    if rest:
+        by_n = Window.partitionBy("column").orderBy(F.desc("n"), F.asc("value"))
+        found = (values.filter(F.col("column").isin(rest)).select("*", F.row_number().over(by_n).alias("r"))
+                 .filter(F.col("r") <= k).toPandas())
+        for c in rest:
+            tops[c] = found[found["column"] == c].sort_values("r")
+    return {c: (*per_column.get(c, (0, 0)), list(zip(tops[c]["value"], tops[c]["n"], tops[c]["clicks"])))
+            for c in columns}
 
 
 def _versions() -> dict[str, str]:

@@ -126,3 +126,14 @@ def test_example_config_documents_every_key():
 def test_docs_match_schema():
     assert (REPO / "docs" / "config.md").read_text() == schema_markdown() + "\n", \
         "docs/config.md is stale: run `ctr-pipeline config --schema > docs/config.md`"
+
+
+def test_local_sessions_get_shuffle_partitions_for_their_cores():
+    from ctr_pipeline.schema import SparkConfig
+    from ctr_pipeline.spark import local_cores, session_conf
+
+    assert local_cores("local") == 1 and local_cores("local[3]") == 3 and local_cores("local[2,4]") == 2
+    assert session_conf(SparkConfig(), "local[2]")["spark.sql.shuffle.partitions"] == "8"
+    assert "spark.sql.shuffle.partitions" not in session_conf(SparkConfig(), "spark://10.0.0.1:7077")
+    mine = SparkConfig(conf={"spark.sql.shuffle.partitions": 64})
+    assert session_conf(mine, "local[2]")["spark.sql.shuffle.partitions"] == "64"
