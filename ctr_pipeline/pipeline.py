@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from .config import section_hash, to_dict
 from .errors import StageError
+from .progress import watch
 from .runs import CONFIG_SECTIONS, STAGES, UPSTREAM, RunDir
 from .schema import Config
 from .stage import StageContext, StageResult
@@ -61,7 +62,8 @@ def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], 
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()
     try:
         ctx = StageContext(spark, cfg, run, staging, dict(options or {}), run.final_location(stage, staging))
-        result: StageResult = module.run(ctx)
+        with watch(spark, stage, cfg.spark.progress_seconds):
+            result: StageResult = module.run(ctx)
         location = run.publish(stage, staging)
     except BaseException:
         run.discard(staging)

@@ -190,6 +190,8 @@ class SparkConfig:
     driver_memory: str = _f("4g", "Driver JVM heap (local mode), e.g. `4g`.")
     log_level: str = _f("WARN", "Spark log level.", choices=("ERROR", "WARN", "INFO", "DEBUG"))
     local_ip: str = _f("127.0.0.1", "Address Spark binds to locally (SPARK_LOCAL_IP); loopback by default.")
+    progress_seconds: float = _f(30.0, "While a stage runs Spark jobs, log a progress line (tasks done, rows read "
+                                       "and written, elapsed time) every this many seconds; 0 for none.", min=0)
     conf: Mapping[str, Any] = _fd(dict, "Extra Spark properties, e.g. `{spark.sql.shuffle.partitions: 64}`.")
 
 
