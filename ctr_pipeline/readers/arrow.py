@@ -132,7 +132,7 @@ def _fast_table(plan: TextPlan, lines):
             value = pc.cast(pc.if_else(big, None, raw), pa.int64(), safe=False)
         else:   # Arrow's strptime rolls February 30th over to March: only a value that prints back is kept
             stamp = pc.strptime(raw, format=lay.time_format, unit="s", error_is_null=True)
-            big = pc.invert(pc.equal(pc.strftime(stamp, format=lay.time_format), raw))
+            big = pc.invert(pc.equal(pc.strftime(stamp, format=lay.time_format), raw))   # not a real date
             value = pc.cast(stamp, pa.int64())
         reject = pc.fill_null(big, False)
         if not pc.any(reject).as_py():
@@ -148,6 +148,7 @@ def _slow_rows(plan: TextPlan, fi: int, lines: Sequence[str], numbers: Sequence[
 
 def _parse_group(plan: TextPlan, schema, fi: int, numbers: range, values):
     """The output batches of lines ``values`` (all of file ``fi``) numbered ``numbers``."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -155,7 +156,7 @@ def _parse_group(plan: TextPlan, schema, fi: int, numbers: range, values):
         plain = pc.fill_null(pc.match_substring_regex(values, plan.pattern), False)
     except pa.ArrowInvalid:                      # e.g. bytes that are not UTF-8: let Python say what is wrong
         plain = pa.array([False] * len(values))
-    row_ids = pa.array(range((fi << LINE_BITS) + numbers.start, (fi << LINE_BITS) + numbers.stop), pa.int64())
+    row_ids = pa.array(np.arange(numbers.start, numbers.stop, dtype=np.int64) + (fi << LINE_BITS))
     everything = pc.all(plain).as_py()
     slow = pc.invert(plain)
     parts = []
@@ -210,13 +211,22 @@ def parse_batches(plan: TextPlan, batches: Iterator) -> Iterator:
             yield from _parse_group(plan, schema, fi, numbers, vals)
 
 
-def _splittable(spark: SparkSession, uri: str) -> bool:
-    """Whether Spark may read ``uri`` in several blocks: no codec, or one Hadoop can split (bzip2)."""
+def _splittable(spark: SparkSession, uris: Sequence[str]) -> list[str]:
+    """The files Spark may read in several blocks: no codec, or one Hadoop can split (bzip2). Hadoop picks
+    the codec by file name suffix, so it is asked once per suffix."""
     jvm = spark.sparkContext._jvm
     factory = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(spark.sparkContext._jsc.hadoopConfiguration())
-    codec = factory.getCodec(jvm.org.apache.hadoop.fs.Path(uri))
-    return codec is None or jvm.java.lang.Class.forName(
-        "org.apache.hadoop.io.compress.SplittableCompressionCodec").isInstance(codec)
+    splittable = jvm.java.lang.Class.forName("org.apache.hadoop.io.compress.SplittableCompressionCodec")
+    by_suffix: dict[str, bool] = {}
+    out = []
+    for uri in uris:
+        suffix = uri.rsplit("/", 1)[-1].rpartition(".")[2]
+        if suffix not in by_suffix:
+            codec = factory.getCodec(jvm.org.apache.hadoop.fs.Path(uri))
+            by_suffix[suffix] = codec is None or splittable.isInstance(codec)
+        if by_suffix[suffix]:
+            out.append(uri)
+    return out
 
 
 def _lines(spark: SparkSession, uris: Sequence[str]) -> DataFrame:
@@ -258,7 +268,7 @@ def parse_text(spark: SparkSession, layout: Layout, uris: Sequence[str], names: 
         file_index[uri] = file_index[unquote(uri)] = i
     by_name = {i: name for name, i in positions.items()}
     field_names = tuple(by_name.get(i, f"_unused{i}") for i in range(width))
-    split = [u for u in uris if _splittable(spark, u)]
+    split = _splittable(spark, uris)
     whole = [u for u in uris if u not in set(split)]
     bases: dict = {}
     if split:   # the same files in the same scan as below, so Spark cuts them into the same blocks
