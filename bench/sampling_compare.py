@@ -29,9 +29,10 @@ def parquet_input(spark, rows: int) -> Path:
     out = DATA / f"parsed_{rows}"
     if not (out / "_SUCCESS").exists():
         cfg = build_config([flag_layer("--input", "input.path", str(demo_file(rows)))])
-        report = read_input(spark, cfg, tempfile.mkdtemp(prefix="bench-q-"))
-        report.good.write.mode("overwrite").parquet(str(out))
-        report.release()
+        with tempfile.TemporaryDirectory(prefix="bench-q-") as quarantine:
+            report = read_input(spark, cfg, str(Path(quarantine) / "q"))
+            report.good.write.mode("overwrite").parquet(str(out))
+            report.release()
     return out
 
 
