@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -12,11 +13,21 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+_MADE: list[str] = []   # temporary directories this run created, removed when it ends
+
+
 def pytest_configure(config):
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    os.environ.setdefault("SPARK_LOCAL_DIRS", tempfile.mkdtemp(prefix="ctr-spark-local-"))
+    if "SPARK_LOCAL_DIRS" not in os.environ:
+        _MADE.append(tempfile.mkdtemp(prefix="ctr-spark-local-"))
+        os.environ["SPARK_LOCAL_DIRS"] = _MADE[-1]
+
+
+def pytest_unconfigure(config):
+    for path in _MADE:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
