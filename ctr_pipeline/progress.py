@@ -2,8 +2,8 @@
 ``spark.progress_seconds`` while Spark jobs are running: tasks done of the running Spark stages, rows
 read and written so far, and the time since the pipeline stage started.
 
-Rows come from Spark's status store, which counts a task's records when it ends and, for running
-tasks, at each executor heartbeat (10 s by default), so a long single task (one gzip file) still moves.
+Rows come from Spark's status store, which counts a task's records when the task ends (tested); a long
+single task (one gzip file) may show no rows until it ends.
 """
 from __future__ import annotations
 

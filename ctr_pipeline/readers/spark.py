@@ -179,9 +179,9 @@ PARTITION_BYTES = 128 * 1024 * 1024   # input text per partition of the cached r
 
 def partitions_for(spark: SparkSession, files: list[InputFile], scan_partitions: int) -> int:
     """Partitions to spread parsed rows over: at least one per core and one per PARTITION_BYTES of text
-    (compressed files count COMPRESSED_RATIO times their size), and never fewer than the scan has."""
-    text = sum(f.size * (COMPRESSED_RATIO if f.uri.endswith((".gz", ".bz2", ".zst", ".snappy", ".lz4", ".deflate"))
-                         else 1) for f in files)
+    (files with a Hadoop codec count COMPRESSED_RATIO times their size), and never fewer than the scan has."""
+    kinds = arrow.codecs(spark, [f.uri for f in files])
+    text = sum(f.size * (1 if kinds[f.uri] == "plain" else COMPRESSED_RATIO) for f in files)
     return max(spark.sparkContext.defaultParallelism, -(-text // PARTITION_BYTES), scan_partitions)
 
 
