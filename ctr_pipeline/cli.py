@@ -34,6 +34,15 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see '{self.prog} --help')")
 
 
+def add_verbs(sub: Any, name: str, help: str, description: str,
+              verbs: dict[str, str]) -> list[tuple[str, argparse.ArgumentParser]]:
+    """A command group (``emr``, ``models``) on the main parser's subparsers: (verb, parser) per verb."""
+    group = sub.add_parser(name, help=help, description=description)
+    parsers = group.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    parsers.required = True
+    return [(verb, parsers.add_parser(verb, help=text, description=text)) for verb, text in verbs.items()]
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config file (see configs/ and docs/config.md)")
     p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
@@ -74,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", default="comparison.md",
                    help="Markdown table to write (default comparison.md); a .json file is written beside it")
     p.set_defaults(handler=cmd_compare)
+    p = sub.add_parser("score", help="score raw logs with a trained model -> OUT/predictions (Parquet), OUT/report.json",
+                       description="Score raw logs (in the model's input layout) with a trained model.")
+    _add_config_flags(p)
+    p.add_argument("--model", required=True, metavar="MODEL",
+                   help="a run directory, or a registry version: REGISTRY@champion, REGISTRY@v3")
+    p.add_argument("--out", required=True, metavar="PATH", help="output directory (local path or s3://)")
+    p.add_argument("--force", action="store_true", help="replace an earlier scoring output at --out")
+    p.set_defaults(handler=cmd_score)
     p = sub.add_parser("config", help="print the effective configuration with each value's source")
     _add_config_flags(p)
     p.add_argument("--out", metavar="RUN_DIR", help="include the config recorded in this run")
@@ -81,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_config)
     from emr_configs.cli import add_parser as add_emr_parser
 
+    from .registry.cli import add_parser as add_models_parser
+
     add_emr_parser(sub)
+    add_models_parser(sub)
     return parser
 
 
@@ -227,6 +247,39 @@ def print_summary(run: RunDir, records: dict[str, dict]) -> None:
         for line in rec.get("summary", []):
             print(f"  {line}")
     print(f"  manifest: {run.manifest_path}")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from evaluation.scoring import prepare_output, publish, score, summary_lines
+
+    from .progress import watch
+    from .registry.bundle import resolve
+    from .spark import check_master, get_session
+
+    if not args.input:
+        raise UserError("score needs --input PATH: the raw logs to score")
+    layers = flag_layers(args)
+    aws = aws_settings(layers)
+    bundle = resolve(args.model, aws)
+    cfg = config_from_args(args, layers=[Layer(f"{bundle.label} (the model's configuration)", bundle.config),
+                                         *layers])
+    check_master(cfg.spark.master, f"{cfg.source_of('spark.master')}: spark.master")
+    _check_input(cfg)
+    out = Location.of(args.out, aws)
+    staging = prepare_output(out, args.force)
+    spark = get_session(cfg.spark, extra_conf=spark_s3_conf(AwsSettings.from_config(cfg)))
+    try:
+        with watch(spark, "score", cfg.spark.progress_seconds):
+            doc = score(spark, bundle, cfg, staging)
+        publish(staging, out)
+    except BaseException:
+        if staging != out:
+            staging.rmtree()
+        raise
+    finally:
+        spark.stop()
+    print("\nctr-pipeline: " + "\n  ".join(summary_lines(doc, out)))
+    return 0
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:

@@ -35,6 +35,17 @@ def is_remote(uri: Any) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
+def private_copy(path: Path, data: bytes) -> Path:
+    """``data`` written and synced to a new hidden file beside ``path`` (``.<name>.<id>.tmp``), to be
+    renamed or linked onto ``path`` by the caller, who removes it in any case."""
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return tmp
+
+
 @dataclass(frozen=True, order=True)
 class Location:
     """A file or directory: ``local`` is an absolute path, else ``bucket``/``key`` on S3."""
@@ -185,12 +196,8 @@ class Location:
         """Write the whole file atomically: a reader sees the old content or the new, never a part."""
         if self.is_local:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.parent / f".{self.path.name}.{uuid.uuid4().hex[:12]}.tmp"
+            tmp = private_copy(self.path, data)
             try:
-                with open(tmp, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
                 os.replace(tmp, self.path)
             finally:
                 tmp.unlink(missing_ok=True)

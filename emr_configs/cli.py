@@ -28,14 +28,10 @@ DRY_RUN_HELP = "print the requests that upload or create anything (JSON, in orde
 
 def add_parser(sub: Any) -> None:
     """Register ``emr`` and its verbs on the main parser's subparsers (``sub``)."""
-    from ctr_pipeline.cli import _add_config_flags, _Parser
+    from ctr_pipeline.cli import _add_config_flags, add_verbs
 
-    emr = sub.add_parser("emr", help="run the pipeline on AWS EMR (cluster definitions in emr_configs/)",
-                         description="Run the pipeline on AWS EMR: up -> submit -> status / logs -> down.")
-    verbs = emr.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    verbs.required = True
-    for verb, text in VERBS.items():
-        p = verbs.add_parser(verb, help=text, description=text)
+    for verb, p in add_verbs(sub, "emr", "run the pipeline on AWS EMR (cluster definitions in emr_configs/)",
+                             "Run the pipeline on AWS EMR: up -> submit -> status / logs -> down.", VERBS):
         _add_config_flags(p)
         p.add_argument("--definition", metavar="FILE", help="cluster definition YAML (default: emr.definition)")
         if verb in ("status", "logs", "down"):

@@ -114,3 +114,20 @@ def aws(moto_server, monkeypatch):
     aws_mod.client.cache_clear()
     yield aws_mod.AwsSettings(region="us-east-1", endpoint_url=moto_server)
     aws_mod.client.cache_clear()
+
+
+BUCKET = "ctr-test-runs"
+
+
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path):
+    """A fresh directory: local, or a prefix in a moto bucket."""
+    from ctr_pipeline.storage import Location
+
+    if request.param == "local":
+        return Location.of(tmp_path / "store")
+    settings = request.getfixturevalue("aws")
+    from ctr_pipeline.aws import client
+
+    client("s3", settings).create_bucket(Bucket=BUCKET)
+    return Location.of(f"s3://{BUCKET}/store", settings)

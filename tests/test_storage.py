@@ -8,19 +8,7 @@ from ctr_pipeline.errors import UserError
 from ctr_pipeline.runs import RunDir
 from ctr_pipeline.storage import Location, is_remote
 
-BUCKET = "ctr-test-runs"
-
-
-@pytest.fixture(params=["local", "s3"])
-def root(request, tmp_path):
-    """A fresh directory: local, or a prefix in a moto bucket."""
-    if request.param == "local":
-        return Location.of(tmp_path / "store")
-    settings = request.getfixturevalue("aws")
-    from ctr_pipeline.aws import client
-
-    client("s3", settings).create_bucket(Bucket=BUCKET)
-    return Location.of(f"s3://{BUCKET}/store", settings)
+from .conftest import BUCKET
 
 
 def test_uri_parsing_and_joining(tmp_path):
