@@ -156,3 +156,14 @@ def _to_csr(idx: np.ndarray, val: np.ndarray, width: int, ordered: bool = False)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
     return Encoded(indptr, flat_idx.astype(np.int32), flat_val.astype(np.float64), width)
+
+
+def vocabulary_misses(t: FittedTransform, frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Per vocabulary column: (rows with a value, rows whose value is out of the vocabulary), the drift
+    signal of new data against train. The lookup is the encoder's own."""
+    out = {}
+    for col, vocab in t.vocab.items():
+        values = _category(frame, col)
+        present = values.notna().to_numpy()
+        out[col] = (int(present.sum()), int((present & (vocab.get_indexer(values) < 0)).sum()))
+    return out

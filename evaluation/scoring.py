@@ -1,0 +1,203 @@
+"""Batch scoring on Spark: raw logs -> the model's own fitted transform -> its booster -> Parquet.
+
+``OUT/predictions/`` holds ``row_id``, ``label``, ``p_ctr`` and, for a model trained on
+negative-downsampled data, ``p_ctr_recalibrated`` (p' = p / (p + (1 - p) / w)); ``OUT/report.json``
+says what was read, quarantined and scored, the mean prediction, the metrics when labels are present,
+and per vocabulary column the share of values the model never saw in train (the drift signal);
+``OUT/quarantine/`` holds the malformed rows, as the sample stage writes them.
+
+Rows are encoded and predicted in one pass of Arrow batches (the encoder is the features stage's own,
+the prediction ``Booster.inplace_predict`` on the CSR rows, one thread per task), so nothing but the
+predictions is written. ``report.json`` is written last: an output without it is unfinished.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from typing import Any, Optional
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from ctr_pipeline.errors import InputDataError, UserError
+from ctr_pipeline.readers.spark import read_input
+from ctr_pipeline.registry.bundle import ModelBundle
+from ctr_pipeline.schema import Config
+from ctr_pipeline.stage import json_default
+from ctr_pipeline.storage import Location
+
+from . import spark_metrics as sm
+from .spark_job import negative_rate
+
+log = logging.getLogger("ctr_pipeline.scoring")
+REPORT = "report.json"
+_BOOSTERS: dict[str, Any] = {}   # per Python worker: booster by digest, loaded once
+
+
+def _booster(key: str, raw: bytes, threads: int):
+    if key not in _BOOSTERS:
+        import xgboost
+
+        booster = xgboost.Booster()
+        booster.load_model(bytearray(raw))
+        booster.set_param({"nthread": threads})
+        _BOOSTERS.clear()
+        _BOOSTERS[key] = booster
+    return _BOOSTERS[key]
+
+
+def predictions(spark: SparkSession, bundle: ModelBundle, rows: DataFrame, w: Optional[float]) -> DataFrame:
+    """row_id, label, p_ctr[, p_ctr_recalibrated] of raw typed rows (the reader's columns)."""
+    import pyarrow as pa
+
+    from features.encode import encode
+    from features.spark_job import check_columns
+    from features.state import FittedTransform
+
+    t = FittedTransform.load(bundle.transform)
+    check_columns(rows, t.spec, "the input to score")
+    raw = bundle.booster.read_bytes()
+    key = hashlib.sha256(raw).hexdigest()
+    shared = spark.sparkContext.broadcast((t, raw))
+    threads = int(spark.conf.get("spark.task.cpus", "1"))
+    fields = [("row_id", pa.int64()), ("label", pa.int32()), ("p_ctr", pa.float64())]
+    if w is not None:
+        fields.append(("p_ctr_recalibrated", pa.float64()))
+    schema = pa.schema(fields)
+
+    def score(batches):
+        import numpy as np
+
+        fitted, model_bytes = shared.value
+        booster = _booster(key, model_bytes, threads)
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            csr = encode(fitted, b.to_pandas()).to_scipy()
+            p = np.asarray(booster.inplace_predict(csr, missing=0.0, validate_features=False), dtype=np.float64)
+            arrays = [b.column("row_id"), b.column("label"), pa.array(p)]
+            if w is not None:
+                arrays.append(pa.array(p / (p + (1.0 - p) / w)))
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+    ddl = ", ".join(f"{name} {'bigint' if name == 'row_id' else 'int' if name == 'label' else 'double'}"
+                    for name, _ in fields)
+    cols = list(dict.fromkeys(["row_id", "label", *t.spec.input_columns()]))
+    return rows.select(*cols).withColumn("label", F.col("label").cast("int")).mapInArrow(score, ddl)
+
+
+def vocabulary_drift(spark: SparkSession, bundle: ModelBundle, rows: DataFrame) -> dict[str, dict[str, Any]]:
+    """Per vocabulary column: rows with a value, how many are out of the train vocabulary, the share."""
+    import pyarrow as pa
+
+    from features.encode import vocabulary_misses
+    from features.state import FittedTransform
+
+    t = FittedTransform.load(bundle.transform)
+    if not t.vocab:
+        return {}
+    shared = spark.sparkContext.broadcast(t)
+
+    def count(batches):
+        fitted = shared.value
+        totals: dict[str, list[int]] = {c: [0, 0] for c in fitted.vocab}
+        for b in batches:
+            for c, (present, oov) in vocabulary_misses(fitted, b.to_pandas()).items():
+                totals[c][0] += present
+                totals[c][1] += oov
+        yield pa.RecordBatch.from_pydict({"column": list(totals), "present": [v[0] for v in totals.values()],
+                                          "oov": [v[1] for v in totals.values()]})
+
+    got = (rows.select(*t.vocab).mapInArrow(count, "column string, present long, oov long")
+           .groupBy("column").agg(F.sum("present").alias("present"), F.sum("oov").alias("oov")).collect())
+    out = {}
+    for r in sorted(got, key=lambda r: list(t.vocab).index(r["column"])):
+        present, oov = int(r["present"]), int(r["oov"])
+        out[r["column"]] = {"rows_with_value": present, "out_of_vocabulary": oov,
+                            "oov_share": oov / present if present else None}
+    return out
+
+
+def summarize(spark: SparkSession, path: str, recalibrated: bool, cfg: Config) -> dict[str, Any]:
+    """Rows scored, mean prediction(s), and the metrics of p_ctr when labels are present."""
+    df = spark.read.parquet(path)
+    aggs = [F.count(F.lit(1)).alias("rows"), F.avg("p_ctr").alias("mean_p"), F.count("label").alias("labelled"),
+            F.avg("label").alias("ctr")]
+    if recalibrated:
+        aggs.append(F.avg("p_ctr_recalibrated").alias("mean_p_recal"))
+    r = df.agg(*aggs).first()
+    out: dict[str, Any] = {"rows_scored": int(r["rows"]), "mean_prediction": r["mean_p"],
+                           "rows_with_label": int(r["labelled"]), "observed_ctr": r["ctr"]}
+    if recalibrated:
+        out["mean_prediction_recalibrated"] = r["mean_p_recal"]
+    if out["rows_with_label"]:
+        labelled = df.filter(F.col("label").isNotNull()).withColumn("w", F.lit(1.0))
+        try:
+            m, _ = sm.metrics(labelled, "p_ctr", "scored rows", cfg.evaluation.reliability_bins,
+                              cfg.evaluation.exact_auc_limit)
+            out["metrics"] = {k: m[k] for k in ("mxe", "ne", "auc", "pr_auc", "calibration")}
+        except InputDataError as exc:   # one class only: no AUC; say why instead
+            out["metrics"] = {"skipped": str(exc)}
+    return out
+
+
+def score(spark: SparkSession, bundle: ModelBundle, cfg: Config, out: Location) -> dict[str, Any]:
+    """Score ``cfg.input.path`` with ``bundle`` into ``out`` (see the module docstring); returns the report."""
+    w = negative_rate(cfg)
+    report = read_input(spark, cfg, str(out / "quarantine"))
+    try:
+        rows = report.good
+        log.info("score: %s rows read, %s quarantined; scoring with %s", f"{report.rows_read:,}",
+                 f"{report.rows_bad:,}", bundle.label)
+        predictions(spark, bundle, rows, w).write.parquet(str(out / "predictions"))
+        drift = vocabulary_drift(spark, bundle, rows)
+    finally:
+        report.release()
+    doc = {"model": bundle.label, "model_info": {k: bundle.info.get(k) for k in ("version", "lineage", "source_run")
+                                                 if bundle.info.get(k) is not None},
+           "input": report.summary(), "negative_rate": w,
+           **summarize(spark, str(out / "predictions"), w is not None, cfg), "vocabulary_drift": drift}
+    (out / REPORT).write_text(json.dumps(doc, indent=1, default=json_default) + "\n")
+    return doc
+
+
+def prepare_output(out: Location, force: bool) -> Location:
+    """Where to write: a fresh staging directory beside a local ``out`` (renamed into place by
+    :func:`publish`), or ``out`` itself on S3 (where report.json, written last, marks it finished)."""
+    if (out / REPORT).exists() and not force:
+        raise UserError(f"{out} already holds scores ({REPORT}); pick another --out or add --force to replace them")
+    if not out.is_local:
+        if force:
+            out.rmtree()
+        return out
+    if out.exists() and out.iterdir() and not (out / REPORT).exists() and not force:
+        raise UserError(f"{out} exists and is not a scoring output; pick another --out")
+    return out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
+
+
+def publish(staging: Location, out: Location) -> None:
+    if staging == out:
+        return
+    trash = None
+    if out.exists():
+        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+        out.move_to(trash)
+    staging.move_to(out)
+    if trash is not None:
+        trash.rmtree()
+
+
+def summary_lines(doc: dict[str, Any], out: Location) -> list[str]:
+    lines = [f"scored {doc['rows_scored']:,} rows ({doc['input']['rows_quarantined']:,} quarantined) with "
+             f"{doc['model']}: mean prediction {doc['mean_prediction']:.5f}"
+             + (f", observed CTR {doc['observed_ctr']:.5f}" if doc["rows_with_label"] else "")]
+    m = doc.get("metrics", {})
+    if "mxe" in m:
+        lines.append(f"MXE {m['mxe']:.5f}, AUC {m['auc']:.4f}, calibration {m['calibration']:.3f}")
+    worst = sorted(((v["oov_share"] or 0.0, c) for c, v in doc["vocabulary_drift"].items()), reverse=True)[:3]
+    if worst:
+        lines.append("out-of-vocabulary share, highest: " + ", ".join(f"{c} {s:.1%}" for s, c in worst))
+    lines.append(f"predictions: {out / 'predictions'}; report: {out / REPORT}")
+    return lines

@@ -1,0 +1,143 @@
+"""Batch scoring: the evaluate stage's predictions, recalibration, quarantine, drift, the command line."""
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from ctr_pipeline.config import Layer, build_config, flag_layer, parse_set_option
+from ctr_pipeline.pipeline import run_stages
+from ctr_pipeline.registry.bundle import from_run, resolve
+from ctr_pipeline.registry.store import Registry
+from ctr_pipeline.runs import STAGES, RunDir
+from ctr_pipeline.storage import Location
+from evaluation.scoring import REPORT, prepare_output, publish, score
+from features.spark_io import read_features
+
+from .conftest import REPO, cli, cli_env
+
+pytestmark = pytest.mark.spark
+
+SETTINGS = ["training.n_estimators=10", "evaluation.baselines=[]", "evaluation.bootstrap=0",
+            "sampling.stratify_by=label", "sampling.strata_rates={'0': 0.5}", "features.min_count=3"]
+
+
+@pytest.fixture(scope="module")
+def trained(spark, demo_tsv, tmp_path_factory):
+    """A finished run on negative-downsampled train (so scores are recalibrated), and a registry with it."""
+    base = tmp_path_factory.mktemp("scoring")
+    run = RunDir(base / "run")
+    cfg = build_config([parse_set_option(s) for s in SETTINGS] + [flag_layer("--input", "input.path", str(demo_tsv))])
+    run_stages(STAGES, cfg, run, lambda: spark)
+    reg = Registry.open(str(base / "registry"), create=True)
+    reg.promote(reg.register(from_run(run.root)))
+    return run, reg, base
+
+
+def scoring_config(bundle, path, *sets):
+    return build_config([Layer("model", bundle.config), *[parse_set_option(s) for s in sets],
+                         flag_layer("--input", "input.path", str(path))])
+
+
+def evaluate_predictions(spark, run, split):
+    """The evaluate stage's own way of scoring a split: the Spark model on the split's features."""
+    from pyspark.ml.functions import vector_to_array
+    from xgboost.spark import SparkXGBClassifierModel
+
+    model = SparkXGBClassifierModel.load(str(run.path_of("train") / "spark_model"))
+    df = read_features(spark, str(run.path_of("features") / split))
+    return {r["row_id"]: r["p"] for r in
+            model.transform(df).select("row_id", vector_to_array("probability")[1].alias("p")).collect()}
+
+
+def test_scores_equal_the_evaluate_stage_and_are_recalibrated(spark, trained, demo_tsv, tmp_path):
+    run, reg, _ = trained
+    bundle = resolve(f"{reg.root}@champion")
+    cfg = scoring_config(bundle, demo_tsv)
+    out = Location.of(tmp_path / "scores")
+    doc = score(spark, bundle, cfg, out)
+    got = {r["row_id"]: r for r in spark.read.parquet(str(out / "predictions")).collect()}
+    assert len(got) == doc["rows_scored"] == 5_000 and doc["input"]["rows_quarantined"] == 0
+    for split in ("validation", "test"):
+        want = evaluate_predictions(spark, run, split)
+        ids = sorted(want)
+        diff = np.abs(np.array([got[i]["p_ctr"] for i in ids]) - np.array([want[i] for i in ids]))
+        assert diff.max() <= 1e-6, f"{split}: scores differ from evaluate by up to {diff.max()}"
+    p = np.array([r["p_ctr"] for r in got.values()])
+    recal = np.array([r["p_ctr_recalibrated"] for r in got.values()])
+    assert doc["negative_rate"] == 0.5
+    np.testing.assert_allclose(recal, p / (p + (1 - p) / 0.5), rtol=1e-12)
+    assert recal.mean() < p.mean()                 # negatives were halved in train: true CTR is lower
+    assert doc["mean_prediction"] == pytest.approx(p.mean(), rel=1e-9)
+    labels = np.array([r["label"] for r in got.values()])
+    assert doc["rows_with_label"] == 5_000 and doc["observed_ctr"] == pytest.approx(labels.mean())
+    assert 0 < doc["metrics"]["mxe"] < 1 and 0.5 < doc["metrics"]["auc"] <= 1
+    assert doc["model_info"]["version"] == "v1" and doc["model_info"]["lineage"]["method"] == "full_train"
+
+
+def test_drift_is_the_out_of_vocabulary_share_and_bad_rows_are_quarantined(spark, trained, demo_tsv, tmp_path):
+    run, _, _ = trained
+    bundle = from_run(run.root)
+    lines = gzip.open(demo_tsv, "rt").read().splitlines()[:300]
+    fields = [line.split("\t") for line in lines]
+    for f in fields[:100]:
+        f[16] = "never-seen-value"          # C3 (fields: label, I1-I13, C1-C26) of the first 100 rows
+    bad = ["1\tnot\tenough\tfields", "0\tabc" + "\t" * 38]
+    path = tmp_path / "new_window.tsv"
+    path.write_text("\n".join(["\t".join(f) for f in fields] + bad) + "\n")
+    cfg = scoring_config(bundle, path)
+    out = Location.of(tmp_path / "scores")
+    doc = score(spark, bundle, cfg, out)
+    assert doc["input"]["rows_read"] == 302 and doc["input"]["rows_quarantined"] == 2 and doc["rows_scored"] == 300
+    quarantined = spark.read.json(str(out / "quarantine")).collect()
+    assert {r["line"] for r in quarantined} == {301, 302}
+    c3 = doc["vocabulary_drift"]["C3"]
+    values = [f[16] for f in fields]
+    from features.state import FittedTransform
+
+    known = set(FittedTransform.load(bundle.transform).vocab["C3"])
+    present = [v for v in values if v]
+    assert c3["rows_with_value"] == len(present)
+    assert c3["out_of_vocabulary"] == sum(v not in known for v in present) >= 100
+    assert c3["oov_share"] == pytest.approx(c3["out_of_vocabulary"] / len(present))
+
+
+def test_output_is_published_whole_and_not_overwritten_by_mistake(tmp_path):
+    from ctr_pipeline.errors import UserError
+
+    out = Location.of(tmp_path / "scores")
+    staging = prepare_output(out, force=False)
+    assert staging != out and not out.exists()
+    (staging / "predictions" / "part-0").write_text("x")
+    (staging / REPORT).write_text("{}")
+    publish(staging, out)
+    assert (out / REPORT).exists() and not staging.exists()
+    with pytest.raises(UserError, match="already holds scores"):
+        prepare_output(out, force=False)
+    again = prepare_output(out, force=True)
+    (again / REPORT).write_text("{}")
+    publish(again, out)
+    assert not (out / "predictions").exists() and [p.name for p in tmp_path.iterdir()] == ["scores"]
+
+
+def test_score_command_line(trained, demo_tsv, tmp_path):
+    import subprocess
+
+    _, reg, _ = trained
+    run_cli = lambda *a: subprocess.run(cli(*a), capture_output=True, text=True, cwd=REPO, env=cli_env(),
+                                        timeout=600)
+    proc = run_cli("score", "--model", f"{reg.root}@champion", "--input", str(demo_tsv), "--out",
+                   str(tmp_path / "s"), "--master", "local[2]", "--set", "spark.driver_memory=1g")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "scored 5,000 rows (0 quarantined)" in proc.stdout and f"{reg.root}@v1" in proc.stdout
+    assert json.loads((tmp_path / "s" / REPORT).read_text())["rows_scored"] == 5_000
+    for args, message in [(("--model", f"{reg.root}@champion", "--out", str(tmp_path / "t")), "needs --input"),
+                          (("--model", f"{reg.root}@v5", "--input", str(demo_tsv), "--out", str(tmp_path / "t")),
+                           "no version 'v5'"),
+                          (("--model", str(reg.root), "--input", str(demo_tsv), "--out", str(tmp_path / "t")),
+                           "@champion"),
+                          (("--model", f"{reg.root}@v1", "--input", str(demo_tsv), "--out", str(tmp_path / "s")),
+                           "already holds scores")]:
+        proc = run_cli("score", *args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
