@@ -1,0 +1,140 @@
+"""Spark adapter of the refresh (see :mod:`training.refresh`): leaves once, then one small job per tree.
+
+1. Every row's leaf in every tree (``pred_leaf`` on the row's sparse vector), with its label and weight,
+   is computed once and cached.
+2. For tree t, each task turns its rows' margins (base margin plus the refreshed trees before t) into
+   logistic gradients and sums them per leaf; Spark adds the tasks' sums; the driver refreshes tree t.
+
+A Python worker keeps its partitions' margins between the jobs (keyed by refresh, partition and batch)
+and adds only the newest tree; a task that lands on another worker recomputes them from the leaves, in
+the same order of float32 additions, so the result does not depend on where tasks run.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any, Optional
+
+import numpy as np
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from .refresh import RefreshParams, Trees, add_tree, gradients, leaf_sums
+
+log = logging.getLogger("ctr_pipeline.training")
+_MARGINS: dict[tuple, tuple[int, np.ndarray]] = {}   # per Python worker: (refresh, partition, batch) -> (trees in, margins)
+
+
+def _csr(batch, width: int):
+    """The rows of a stored feature struct column (type, size, indices, values) as a scipy CSR matrix."""
+    from scipy.sparse import csr_matrix
+
+    feats = batch.column("features")
+    indices, values = feats.field("indices"), feats.field("values")
+    offsets = indices.offsets.to_numpy()
+    return csr_matrix((values.values.to_numpy(zero_copy_only=False), indices.values.to_numpy(zero_copy_only=False),
+                       offsets - offsets[0]), shape=(batch.num_rows, width))
+
+
+def leaves_of(spark: SparkSession, booster_raw: bytes, features: DataFrame, width: int,
+              weight_col: Optional[str]) -> DataFrame:
+    """label, w, leaves (array of leaf node ids, one per tree) of stored feature rows (struct column)."""
+    import pyarrow as pa
+
+    shared = spark.sparkContext.broadcast(booster_raw)
+    threads = int(spark.conf.get("spark.task.cpus", "1"))
+
+    def leaves(batches):
+        import xgboost
+
+        booster = xgboost.Booster()
+        booster.load_model(bytearray(shared.value))
+        booster.set_param({"nthread": threads})
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            got = booster.predict(xgboost.DMatrix(_csr(b, width), missing=0.0), pred_leaf=True)
+            got = np.asarray(got, dtype=np.int32).reshape(b.num_rows, -1)
+            w = b.column("w").cast(pa.float64())
+            lists = pa.ListArray.from_arrays(pa.array(np.arange(0, got.size + 1, got.shape[1], dtype=np.int32)),
+                                             pa.array(got.ravel()))
+            yield pa.RecordBatch.from_arrays([b.column("label").cast(pa.int32()), w, lists],
+                                             names=["label", "w", "leaves"])
+
+    w = F.col(weight_col).cast("double") if weight_col else F.lit(1.0)
+    return (features.select(F.col("label").cast("int").alias("label"), w.alias("w"), "features")
+            .mapInArrow(leaves, "label int, w double, leaves array<int>"))
+
+
+def _stats_job(rows: DataFrame, trees: Trees, t: int, values: list[np.ndarray], params: RefreshParams,
+               token: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of g and h per leaf of tree ``t`` over all rows (margins from the refreshed trees before t)."""
+    import pyarrow as pa
+
+    nodes = len(trees.trees[t]["parents"])
+    base = trees.base_margin()
+
+    def stats(batches):
+        from pyspark import TaskContext
+
+        part = TaskContext.get().partitionId()
+        g_sum, h_sum = np.zeros(nodes), np.zeros(nodes)
+        for k, b in enumerate(batches):
+            if b.num_rows == 0:
+                continue
+            flat = b.column("leaves").values.to_numpy(zero_copy_only=False)
+            leaves = flat.reshape(b.num_rows, -1)
+            key = (token, part, k)
+            done, margin = _MARGINS.get(key, (0, None))
+            if margin is None or len(margin) != b.num_rows or done > t:
+                done, margin = 0, np.full(b.num_rows, base, dtype=np.float32)
+            for s in range(done, t):
+                margin = add_tree(margin, leaves[:, s], values[s])
+            _MARGINS[key] = (t, margin)
+            y = b.column("label").to_numpy(zero_copy_only=False)
+            g, h = gradients(margin, y, b.column("w").to_numpy(zero_copy_only=False), params)
+            a, c = leaf_sums(leaves[:, t].astype(np.int64), g, h, nodes)
+            g_sum += a
+            h_sum += c
+        for key in [key for key in _MARGINS if key[0] != token]:   # an earlier refresh's margins
+            del _MARGINS[key]
+        used = np.flatnonzero((g_sum != 0) | (h_sum != 0))
+        yield pa.RecordBatch.from_arrays([pa.array(used.astype(np.int32)), pa.array(g_sum[used]),
+                                          pa.array(h_sum[used])], names=["node", "g", "h"])
+
+    got = (rows.mapInArrow(stats, "node int, g double, h double").groupBy("node")
+           .agg(F.sum("g").alias("g"), F.sum("h").alias("h")).collect())
+    g, h = np.zeros(nodes), np.zeros(nodes)
+    for r in got:
+        g[r["node"]], h[r["node"]] = r["g"], r["h"]
+    return g, h
+
+
+def refresh(spark: SparkSession, booster: Any, features: DataFrame, width: int, params: RefreshParams,
+            weight_col: Optional[str] = None) -> tuple[Any, dict[str, Any]]:
+    """The booster refreshed on ``features`` (feature Parquet read as stored, ``features`` a struct);
+    returns (new booster, facts: rows, trees, seconds)."""
+    import xgboost
+
+    t0 = time.perf_counter()
+    trees = Trees.from_json(bytes(booster.save_raw("json")))
+    rows = leaves_of(spark, bytes(booster.save_raw("ubj")), features, width, weight_col)
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        n = rows.count()
+        values: list[np.ndarray] = []
+        token = uuid.uuid4().hex
+        for t in range(len(trees)):
+            g, h = _stats_job(rows, trees, t, values, params, token)
+            trees.refresh(t, *trees.node_sums(t, g, h), params)
+            values.append(trees.leaf_values(t))
+            if (t + 1) % 10 == 0 or t + 1 == len(trees):
+                log.info("refresh: %d / %d trees refreshed on %s rows (%.1fs)", t + 1, len(trees), f"{n:,}",
+                         time.perf_counter() - t0)
+    finally:
+        rows.unpersist()
+    out = xgboost.Booster()
+    out.load_model(bytearray(trees.to_json()))
+    return out, {"rows": n, "trees": len(trees), "seconds": round(time.perf_counter() - t0, 3)}
