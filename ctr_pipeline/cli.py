@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=int, default=100_000, help="number of rows (default 100000)")
     p.add_argument("--out", required=True, metavar="PATH", help="output file; .gz compresses")
     p.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    p.add_argument("--day", type=int, default=0, help="a later day's window: other rows (default 0)")
+    p.add_argument("--drift", type=float, default=0.0,
+                   help="how far the click model moves per day (e.g. 0.3; default 0: no drift)")
     p.set_defaults(handler=cmd_demo_data)
     p = sub.add_parser("compare", help="side-by-side metrics of finished runs")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories with a finished evaluate stage")
@@ -98,10 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_config)
     from emr_configs.cli import add_parser as add_emr_parser
 
+    from .refresh.cli import add_parser as add_refresh_parser
     from .registry.cli import add_parser as add_models_parser
 
     add_emr_parser(sub)
     add_models_parser(sub)
+    add_refresh_parser(sub)
     return parser
 
 
@@ -287,8 +292,10 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
     if args.rows < 1:
         raise UserError(f"--rows must be at least 1, got {args.rows}")
+    if args.day < 0:
+        raise UserError(f"--day must be 0 or more, got {args.day}")
     log = logging.getLogger("ctr_pipeline.demo")
-    info = generate(args.rows, args.out, seed=args.seed,
+    info = generate(args.rows, args.out, seed=args.seed, day=args.day, drift=args.drift,
                     progress=lambda done, total: log.info("demo-data: %s / %s rows", f"{done:,}", f"{total:,}"))
     print(f"ctr-pipeline: wrote {info['rows']:,} rows ({info['positive_rate']:.2%} positives) to {info['path']}")
     return 0

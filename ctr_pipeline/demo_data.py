@@ -3,7 +3,11 @@
 The structure imitates the real Criteo data: Zipf-distributed categoricals with up to 10^5 values per
 field, fields with many missing values, heavy-tailed integer counts, a positive rate near 4%, and a
 label that depends nonlinearly on several fields plus one pairwise interaction (C5 x C7). Pure numpy;
-the output depends only on (rows, seed).
+the output depends only on (rows, seed, day, drift).
+
+Daily windows for the refresh job: ``day`` d > 0 draws other rows, and with ``drift`` the click model
+moves linearly with the day (per-value effects along a fixed random direction, the log-odds intercept
+up by ``0.2 * drift * d``), so a model trained on day 1 is stale on day 3.
 """
 from __future__ import annotations
 
@@ -86,6 +90,17 @@ def _make_world(seed: int) -> _World:
     return _World(vocab, cdf, effects, pair, (lo + hi) / 2)
 
 
+def _drifted(world: _World, seed: int, day: int, drift: float) -> _World:
+    """The world of day ``day``: effects moved by ``drift * day`` along one fixed direction per seed."""
+    if not day or not drift:
+        return world
+    rng = np.random.default_rng([seed, 1_000_003])
+    step = drift * day
+    effects = {f: table + step * rng.normal(0.0, 0.6, len(table)) for f, table in world.effects.items()}
+    pair = world.pair_effect + step * rng.normal(0.0, 0.5, len(world.pair_effect))
+    return _World(world.vocab, world.cdf, effects, pair, world.intercept + 0.2 * step)
+
+
 def _draw_features(world: _World, rng: np.random.Generator, rows: int):
     ranks = [_draw_ranks(rng, cdf, rows) for cdf in world.cdf]
     missing_cat = [rng.random(rows) < share for share in CAT_MISSING]
@@ -117,14 +132,17 @@ def _format_chunk(world: _World, ranks, missing_cat, nums, labels: np.ndarray) -
 
 
 def generate(rows: int, out: str | Path, seed: int = 7,
-             progress: Optional[Callable[[int, int], None]] = None) -> dict:
+             progress: Optional[Callable[[int, int], None]] = None, day: int = 0, drift: float = 0.0) -> dict:
     """Write ``rows`` demo rows to ``out`` (gzip if it ends in .gz); return {rows, positives, path}.
 
-    Deterministic per (rows, seed): chunk c uses the random stream (seed, 2 + c).
+    Deterministic per (rows, seed, day, drift): chunk c uses the random stream (seed, 2 + c) on day 0,
+    (seed, day, 2 + c) on a later day.
     """
     if rows < 1:
         raise ValueError("rows must be >= 1")
-    world = _make_world(seed)
+    if day < 0:
+        raise ValueError("day must be >= 0")
+    world = _drifted(_make_world(seed), seed, day, drift)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -134,7 +152,7 @@ def generate(rows: int, out: str | Path, seed: int = 7,
     with opener(tmp) as fh:
         for chunk, start in enumerate(range(0, rows, CHUNK_ROWS)):
             n = min(CHUNK_ROWS, rows - start)
-            rng = np.random.default_rng([seed, 2 + chunk])
+            rng = np.random.default_rng([seed, 2 + chunk] if not day else [seed, day, 2 + chunk])
             ranks, missing_cat, nums = _draw_features(world, rng, n)
             p = 1.0 / (1.0 + np.exp(-(_logit_parts(world, ranks, missing_cat, nums) + world.intercept)))
             labels = rng.random(n) < p

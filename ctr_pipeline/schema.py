@@ -214,6 +214,29 @@ class EmrConfig:
 
 
 @dataclass(frozen=True)
+class RefreshConfig:
+    refresh_leaf: bool = _f(True, "The refreshed challenger refits leaf values (XGBoost's refresh_leaf); false "
+                                  "refreshes only the node statistics, which leaves predictions unchanged.")
+    extra_trees: int = _f(50, "Trees the continued challenger may add to the champion (it stops early on the new "
+                              "window's validation set); 0 skips this challenger.", min=0, max=10_000)
+    early_stopping_rounds: int = _f(10, "Patience of the continued challenger's early stopping, in trees.", min=1)
+    full_retrain: bool = _f(False, "Also train a challenger from scratch on the window (new feature transform).")
+    margin: float = _f(0.0, "Smallest relative MXE improvement over the champion, on the window's holdout, that "
+                            "the lower end of the bootstrap interval must exceed for a promotion (0.001 = 0.1%).",
+                       min=-1.0, max=1.0)
+    calibration_band: float = _f(0.1, "A challenger is promoted only if its holdout calibration (mean prediction "
+                                      "/ observed CTR) lies within 1 +- this band.", gt=0.0, max=10.0)
+    max_ctr_ratio: float = _f(3.0, "A window whose click rate differs from the champion's train click rate by more "
+                                   "than this factor (either way) is refused as broken (e.g. clicks not logged).",
+                              gt=1.0)
+    bootstrap: int = _f(200, "Paired bootstrap replicates of the challenger-vs-champion comparison.", min=20,
+                        max=5000)
+    seed: int = _f(31, "Seed of that bootstrap.", min=0)
+    stale_lock_seconds: float = _f(900.0, "A refresh lock whose heartbeat is older than this was left by a killed "
+                                          "process and is taken over.", gt=0.0)
+
+
+@dataclass(frozen=True)
 class Config:
     input: InputConfig = _fd(InputConfig, "Where the raw logs are and how to read them.")
     sampling: SamplingConfig = _fd(SamplingConfig, "How train / validation / test are drawn.")
@@ -223,6 +246,7 @@ class Config:
     spark: SparkConfig = _fd(SparkConfig, "The Spark session.")
     aws: AwsConfig = _fd(AwsConfig, "AWS access: region and endpoint (credentials come from the environment).")
     emr: EmrConfig = _fd(EmrConfig, "Running on AWS EMR: the cluster definition and how steps are followed.")
+    refresh: RefreshConfig = _fd(RefreshConfig, "The refresh-retrain job: challengers and the promotion rule.")
     # Where each leaf value came from ("default", "configs/x.yaml line 4", "--set"): for messages.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -231,4 +255,4 @@ class Config:
         return self.sources.get(key, "default")
 
 
-SECTIONS = ("input", "sampling", "features", "training", "evaluation", "spark", "aws", "emr")
+SECTIONS = ("input", "sampling", "features", "training", "evaluation", "spark", "aws", "emr", "refresh")

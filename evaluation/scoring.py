@@ -36,14 +36,16 @@ REPORT = "report.json"
 _BOOSTERS: dict[str, Any] = {}   # per Python worker: booster by digest, loaded once
 
 
-def _booster(key: str, raw: bytes, threads: int):
+def _booster(key: str, raw: bytes, threads: int, keep: int = 1):
+    """The booster of ``raw`` (by its digest ``key``), loaded once per worker; at most ``keep`` are kept."""
     if key not in _BOOSTERS:
         import xgboost
 
         booster = xgboost.Booster()
         booster.load_model(bytearray(raw))
         booster.set_param({"nthread": threads})
-        _BOOSTERS.clear()
+        while len(_BOOSTERS) >= keep:
+            _BOOSTERS.pop(next(iter(_BOOSTERS)))
         _BOOSTERS[key] = booster
     return _BOOSTERS[key]
 
@@ -86,6 +88,37 @@ def predictions(spark: SparkSession, bundle: ModelBundle, rows: DataFrame, w: Op
                     for name, _ in fields)
     cols = list(dict.fromkeys(["row_id", "label", *t.spec.input_columns()]))
     return rows.select(*cols).withColumn("label", F.col("label").cast("int")).mapInArrow(score, ddl)
+
+
+def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: DataFrame, width: int,
+                     weight_col: Optional[str] = None) -> DataFrame:
+    """row_id, label, w, p_<name> per booster of stored feature rows (``features`` a struct column, as
+    read by ``spark.read.parquet``): several models scored on the same rows in one pass."""
+    import numpy as np
+    import pyarrow as pa
+
+    from features.spark_io import batch_csr
+
+    keys = {name: hashlib.sha256(raw).hexdigest() for name, raw in boosters.items()}
+    shared = spark.sparkContext.broadcast(boosters)
+    threads = int(spark.conf.get("spark.task.cpus", "1"))
+    names = list(boosters)
+
+    def score(batches):
+        models = {n: _booster(keys[n], shared.value[n], threads, keep=len(names)) for n in names}
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            csr = batch_csr(b, width)
+            preds = [pa.array(np.asarray(models[n].inplace_predict(csr, missing=0.0, validate_features=False),
+                                         dtype=np.float64)) for n in names]
+            yield pa.RecordBatch.from_arrays([b.column("row_id"), b.column("label").cast(pa.int32()),
+                                              b.column("w").cast(pa.float64()), *preds],
+                                             names=["row_id", "label", "w", *[f"p_{n}" for n in names]])
+
+    w = F.col(weight_col).cast("double") if weight_col else F.lit(1.0)
+    ddl = "row_id bigint, label int, w double, " + ", ".join(f"p_{n} double" for n in names)
+    return features.select("row_id", "label", w.alias("w"), "features").mapInArrow(score, ddl)
 
 
 def vocabulary_drift(spark: SparkSession, bundle: ModelBundle, rows: DataFrame) -> dict[str, dict[str, Any]]:

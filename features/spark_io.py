@@ -59,3 +59,17 @@ def libsvm_lines(df: DataFrame, weight: bool) -> DataFrame:
     if weight:
         head = F.concat(head, F.lit(":"), F.col("weight").cast("string"))
     return df.select(F.rtrim(F.concat_ws(" ", head, F.array_join(pairs, " "))).alias("value"))
+
+
+def batch_csr(batch, width: int, column: str = "features"):
+    """The rows of an Arrow batch of stored feature Parquet (``column`` a struct of type, size, indices,
+    values, as :func:`vector_struct` writes it) as a scipy CSR matrix, without copying per row."""
+    from scipy.sparse import csr_matrix
+
+    feats = batch.column(column)
+    children = dict(zip((f.name for f in feats.type), feats.flatten()))   # flatten() honours slicing
+    indices, values = children["indices"], children["values"]
+    offsets = indices.offsets.to_numpy()
+    return csr_matrix((values.flatten().to_numpy(zero_copy_only=False),
+                       indices.flatten().to_numpy(zero_copy_only=False), offsets - offsets[0]),
+                      shape=(batch.num_rows, width))

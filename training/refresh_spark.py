@@ -21,21 +21,12 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from features.spark_io import batch_csr
+
 from .refresh import RefreshParams, Trees, add_tree, gradients, leaf_sums
 
 log = logging.getLogger("ctr_pipeline.training")
 _MARGINS: dict[tuple, tuple[int, np.ndarray]] = {}   # per Python worker: (refresh, partition, batch) -> (trees in, margins)
-
-
-def _csr(batch, width: int):
-    """The rows of a stored feature struct column (type, size, indices, values) as a scipy CSR matrix."""
-    from scipy.sparse import csr_matrix
-
-    feats = batch.column("features")
-    indices, values = feats.field("indices"), feats.field("values")
-    offsets = indices.offsets.to_numpy()
-    return csr_matrix((values.values.to_numpy(zero_copy_only=False), indices.values.to_numpy(zero_copy_only=False),
-                       offsets - offsets[0]), shape=(batch.num_rows, width))
 
 
 def leaves_of(spark: SparkSession, booster_raw: bytes, features: DataFrame, width: int,
@@ -55,7 +46,7 @@ def leaves_of(spark: SparkSession, booster_raw: bytes, features: DataFrame, widt
         for b in batches:
             if b.num_rows == 0:
                 continue
-            got = booster.predict(xgboost.DMatrix(_csr(b, width), missing=0.0), pred_leaf=True)
+            got = booster.predict(xgboost.DMatrix(batch_csr(b, width), missing=0.0), pred_leaf=True)
             got = np.asarray(got, dtype=np.int32).reshape(b.num_rows, -1)
             w = b.column("w").cast(pa.float64())
             lists = pa.ListArray.from_arrays(pa.array(np.arange(0, got.size + 1, got.shape[1], dtype=np.int32)),

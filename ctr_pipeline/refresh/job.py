@@ -1,0 +1,270 @@
+"""``ctr-pipeline refresh``: challengers to the registry's champion from a new window, on Spark.
+
+1. The window's sets: the sample stage (ScalableSRS, the champion's sampling settings unless
+   overridden) in a work run directory ``REGISTRY/refresh/work/<window key>/``, so a killed refresh
+   resumes from them.
+2. The sets through the champion's fitted transform (never refitted: the trees' vector layout stays).
+3. Challengers: ``refresh`` (the champion's leaves refitted on the new train set, computed on Spark:
+   :mod:`training.refresh_spark`), ``continuation`` (more trees from the champion, early stopping on the
+   new validation set), ``retrain`` (optional: the features and train stages from scratch).
+4. Champion and challengers scored on the same new holdout (the test set); metrics and the evaluate
+   stage's paired bootstrap against the champion.
+5. The rule (:func:`ctr_pipeline.refresh.decide.decide`); then, under the registry's own lock, the best
+   challenger becomes a version with the ``challenger`` alias, the ``champion`` alias moves only when
+   the rule says so, and the decision record is written, last of all the window's marker.
+
+Nothing reaches the registry before step 5, so a refresh killed earlier leaves it as it was; a version
+made for this window by a killed run is found again by its lineage instead of being copied twice.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
+
+from ..errors import InputDataError
+from ..pipeline import run_stage, run_stages
+from ..registry.bundle import BOOSTER, ModelBundle, from_run
+from ..registry.store import Registry, now_utc
+from ..runs import RunDir
+from ..schema import SPLIT_NAMES, Config
+from ..stage import json_default
+from ..storage import Location
+from . import decide as rules
+
+log = logging.getLogger("ctr_pipeline.refresh")
+
+
+def refresh_dir(registry: Registry) -> Location:
+    return registry.root / "refresh"
+
+
+def done_before(registry: Registry, key: str) -> Optional[dict[str, Any]]:
+    """The decision record of an earlier refresh on the same window, if any."""
+    marker = refresh_dir(registry) / "windows" / f"{key}.json"
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+# ---------------------------------------------------------------------------------------------- steps
+
+def champion_features(spark: SparkSession, champion: ModelBundle, work: RunDir) -> tuple[dict[str, str], int]:
+    """The window's sets through the champion's transform: feature Parquet per set, and the width."""
+    from features.spark_job import check_columns, transform, write_features
+    from features.state import FittedTransform
+
+    t = FittedTransform.load(champion.transform)
+    out, paths = work.root / "champion_features", {}
+    splits = work.path_of("sample")
+    for name in SPLIT_NAMES:
+        if not (splits / name).is_dir():
+            continue
+        df = spark.read.parquet(str(splits / name))
+        check_columns(df, t.spec, f"{splits / name} (the champion's feature transform)")
+        (out / name).rmtree()
+        write_features(transform(spark, t, df), t.width, str(out / name))
+        paths[name] = str(out / name)
+    return paths, t.width
+
+
+def continued(spark: SparkSession, cfg: Config, booster: Any, train: str, valid: str) -> tuple[Any, dict]:
+    """The champion with up to refresh.extra_trees more trees, stopped early on the new validation set."""
+    from pyspark.sql import functions as F
+    from xgboost.spark import SparkXGBClassifier
+
+    from features.spark_io import read_features
+    from training.core import VALIDATION_FLAG, estimator_params, workers_for
+    from training.spark_job import whole_partition_batches
+
+    from ..spark import task_slots
+
+    r = cfg.refresh
+    params = estimator_params(cfg)
+    params["num_workers"] = workers_for(params["num_workers"], task_slots(spark), cfg.source_of("training.num_workers"))
+    params.update(n_estimators=r.extra_trees, xgb_model=booster, validation_indicator_col=VALIDATION_FLAG,
+                  early_stopping_rounds=r.early_stopping_rounds)
+    tr, va = read_features(spark, train), read_features(spark, valid)
+    if "weight" in tr.columns:
+        params["weight_col"] = "weight"
+    data = tr.withColumn(VALIDATION_FLAG, F.lit(False)).unionByName(va.withColumn(VALIDATION_FLAG, F.lit(True)))
+    before = booster.num_boosted_rounds()
+    with whole_partition_batches(spark, enabled=True):
+        model = SparkXGBClassifier(**params).fit(data)
+    out = model.get_booster()
+    best = out.attr("best_iteration")
+    if best is not None and int(best) + 1 < out.num_boosted_rounds():
+        out = out[: int(best) + 1]
+    return out, {"trees_before": before, "trees_added": out.num_boosted_rounds() - before}
+
+
+def build_challengers(spark: SparkSession, cfg: Config, champion: ModelBundle, work: RunDir,
+                      feats: dict[str, str], width: int) -> tuple[dict[str, Any], dict[str, dict]]:
+    """(boosters by name, facts by name) of the challengers that apply; the champion's transform."""
+    from training.refresh import RefreshParams
+    from training.refresh_spark import refresh
+
+    r = cfg.refresh
+    base = champion.load_booster()
+    train = spark.read.parquet(feats["train"])
+    weight = "weight" if "weight" in train.columns else None
+    params = RefreshParams.from_training(champion.info.get("training", {}).get("params", {}),
+                                         refresh_leaf=r.refresh_leaf)
+    log.info("refresh: refreshing the champion's %d trees on the new train set", base.num_boosted_rounds())
+    boosters, facts = {}, {}
+    boosters["refresh"], facts["refresh"] = refresh(spark, base, train, width, params, weight)
+    facts["refresh"]["params"] = vars(params)
+    if r.extra_trees and "validation" in feats:
+        log.info("refresh: continuing the champion with up to %d trees (early stopping after %d)", r.extra_trees,
+                 r.early_stopping_rounds)
+        boosters["continuation"], facts["continuation"] = continued(spark, cfg, base, feats["train"],
+                                                                    feats["validation"])
+    elif r.extra_trees:
+        log.warning("refresh: no validation set in the window (sampling.validation is 0): no continuation")
+    return boosters, facts
+
+
+def holdout_scores(spark: SparkSession, champion: ModelBundle, boosters: dict[str, Any], feats: dict[str, str],
+                   width: int, retrain: Optional[ModelBundle], work: RunDir):
+    """row_id, label, w, p_champion, p_<challenger>... on the window's holdout (persisted)."""
+    from evaluation.scoring import predict_features
+
+    raw = {"champion": champion.booster.read_bytes(),
+           **{n: bytes(b.save_raw("ubj")) for n, b in boosters.items()}}
+    test = spark.read.parquet(feats["test"])
+    weight = "weight" if "weight" in test.columns else None
+    df = predict_features(spark, raw, test, width, weight)
+    if retrain is not None:
+        from features.state import FittedTransform
+
+        own = spark.read.parquet(str(work.path_of("features") / "test"))
+        width_r = FittedTransform.load(retrain.transform).width
+        p = predict_features(spark, {"retrain": retrain.booster.read_bytes()}, own, width_r, weight)
+        df = df.join(p.select("row_id", "p_retrain"), "row_id", "inner")
+    return df.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def compare(df, names: list[str], cfg: Config) -> tuple[dict[str, Any], dict[str, dict]]:
+    """Holdout metrics of the champion, and of each challenger with its bootstrap against the champion."""
+    from evaluation import spark_metrics as sm
+
+    e, r = cfg.evaluation, cfg.refresh
+    keep = ("rows", "positives", "mxe", "ne", "auc", "pr_auc", "calibration", "base_rate")
+    champ, _ = sm.metrics(df, "p_champion", "the window's holdout", e.reliability_bins, e.exact_auc_limit)
+    champ = {k: champ[k] for k in keep}
+    out = {}
+    for name in names:
+        m, _ = sm.metrics(df, f"p_{name}", "the window's holdout", e.reliability_bins, e.exact_auc_limit)
+        m = {k: m[k] for k in keep}
+        boot = sm.bootstrap(df, f"p_{name}", "p_champion", r.bootstrap, r.seed)
+        m["relative_mxe_improvement"] = (champ["mxe"] - m["mxe"]) / champ["mxe"]
+        m["improvement"] = boot["relative_mxe_improvement"]
+        m["auc_difference"] = boot["auc_difference"]
+        log.info("refresh: challenger %s: holdout MXE %.5f vs champion %.5f (%+.2f%%, interval [%+.2f%%, %+.2f%%]), "
+                 "calibration %.3f", name, m["mxe"], champ["mxe"], 100 * m["relative_mxe_improvement"],
+                 100 * m["improvement"]["interval"][0], 100 * m["improvement"]["interval"][1], m["calibration"])
+        out[name] = m
+    return champ, out
+
+
+# ---------------------------------------------------------------------------------------------- publishing
+
+def candidate_bundle(name: str, booster: Any, champion: ModelBundle, retrain: Optional[ModelBundle],
+                     work: RunDir, metrics: dict, facts: dict) -> ModelBundle:
+    """A challenger as a registry bundle: its booster with the champion's transform (or its own)."""
+    if name == "retrain":
+        bundle = retrain
+    else:
+        path = work.root / "candidates" / name / BOOSTER
+        path.write_bytes(bytes(booster.save_raw("ubj")))
+        training = {**champion.info.get("training", {}), "trees": booster.num_boosted_rounds(), name: facts}
+        bundle = ModelBundle(f"{work.root} ({name})", path, champion.transform, champion.feature_map,
+                             champion.features_summary, {**champion.info, "training": training})
+    bundle.info = {**bundle.info, "metrics": {"test": metrics}, "source_run": work.root.uri}
+    return bundle
+
+
+def _write_record(registry: Registry, record: dict, window_done: bool) -> None:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    text = json.dumps(record, indent=1, default=json_default) + "\n"
+    (refresh_dir(registry) / "decisions" / f"{stamp}-{record['window']['key']}.json").write_text(text)
+    if window_done:
+        (refresh_dir(registry) / "windows" / f"{record['window']['key']}.json").write_text(text)
+
+
+def record_refusal(registry: Registry, key: str, files: list, champion: str, reason: str) -> None:
+    """The decision record of a refused window (not marked done: a repaired window may be tried again)."""
+    _write_record(registry, {"at": now_utc(), "window": {"key": key, "files": files},
+                             "champion": {"version": champion},
+                             "decision": {"action": "refused", "winner": None, "reason": reason}}, window_done=False)
+
+
+def publish(registry: Registry, record: dict, bundle: Optional[ModelBundle]) -> None:
+    """Under the registry lock's protection of each step: version (found again if a killed run made it),
+    challenger alias, champion alias when promoted, decision record, window marker (last)."""
+    key, d = record["window"]["key"], record["decision"]
+    if bundle is not None:
+        method, parent = rules.KINDS[d["best"]], record["champion"]["version"]
+        found = [v["version"] for v in registry.versions() if v.get("lineage", {}).get("window_key") == key
+                 and v["lineage"].get("method") == method and v["lineage"].get("parent") == parent]
+        version = found[-1] if found else registry.register(
+            bundle, method=method, parent=parent, reason=f"refresh of window {key}",
+            extra={"window_key": key, "data_window": record["window"]["files"]})
+        d["version"] = version
+        current = registry.alias_doc("challenger") or {}
+        if current.get("version") != version:
+            registry.promote(version, "challenger", f"best challenger of window {key} ({d['best']})")
+        if d["action"] == "promote" and (registry.alias_doc("champion") or {}).get("version") != version:
+            registry.promote(version, "champion", d["reason"])
+    _write_record(registry, record, window_done=True)
+
+
+# ---------------------------------------------------------------------------------------------- the job
+
+def run(spark: SparkSession, cfg: Config, registry: Registry, champion_version: str, key: str,
+        files: list[dict[str, Any]]) -> dict[str, Any]:
+    """Build, score and judge the challengers of one window; publish; return the decision record."""
+    from evaluation.scoring import vocabulary_drift
+
+    t0 = time.perf_counter()
+    champion = registry.bundle(champion_version)
+    work = RunDir(refresh_dir(registry) / "work" / key)
+    run_stage("sample", cfg, work, lambda: spark, force=False)
+    summary = json.loads(champion.features_summary.read_text()) if champion.features_summary else None
+    ctr = spark.read.parquet(str(work.path_of("sample") / "train")).agg({"label": "avg"}).first()[0] or 0.0
+    problem = rules.window_problem(ctr, (summary or {}).get("ctr"), cfg.refresh.max_ctr_ratio)
+    if problem:
+        raise InputDataError(f"{cfg.input.path}: window refused: {problem}")
+    feats, width = champion_features(spark, champion, work)
+    if "train" not in feats or "test" not in feats:
+        raise InputDataError(f"{cfg.source_of('sampling.test')}: the refresh needs train and test (holdout) sets "
+                             "from the window; set sampling.train and sampling.test above 0")
+    boosters, facts = build_challengers(spark, cfg, champion, work, feats, width)
+    retrain = None
+    if cfg.refresh.full_retrain:
+        log.info("refresh: full retrain on the window (features and train stages from scratch)")
+        run_stages(("features", "train"), cfg, work, lambda: spark)
+        retrain = from_run(work.root)
+    names = list(boosters) + (["retrain"] if retrain is not None else [])
+    df = holdout_scores(spark, champion, boosters, feats, width, retrain, work)
+    try:
+        champ, cands = compare(df, names, cfg)
+    finally:
+        df.unpersist()
+    vocab = vocabulary_drift(spark, champion, spark.read.parquet(str(work.path_of("sample") / "test")))
+    decision = rules.decide(champ, cands, cfg.refresh.margin, cfg.refresh.calibration_band)
+    record = {"at": now_utc(), "window": {"key": key, "files": files, "input": cfg.input.path,
+                                          "rows": work.stage_record("sample")["rows"]},
+              "champion": {"version": champion_version, "holdout": champ,
+                           "recorded_test": champion.info.get("metrics", {}).get("test")},
+              "candidates": cands, "facts": facts, "decision": decision,
+              "drift": rules.drift(summary, champ, vocab), "seconds": None}
+    best = decision.get("best")
+    bundle = (candidate_bundle(best, boosters.get(best), champion, retrain, work, cands[best], facts.get(best, {}))
+              if best else None)
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    publish(registry, record, bundle)
+    return record

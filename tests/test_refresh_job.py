@@ -1,0 +1,163 @@
+"""The refresh-retrain job over simulated daily windows: promote, no-op, refuse, lock, kill and rerun.
+
+Windows are 10,000 demo rows: too few for the default rule (margin 0, calibration within 1 +- 0.1) to
+promote reliably, so these tests use a permissive margin; the rule itself is tested on its own below and
+the default rule's promotion at 50,000 rows is in bench/refresh_compare.py.
+"""
+import gzip
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from ctr_pipeline.config import Layer, build_config, flag_layer, parse_set_option
+from ctr_pipeline.errors import RunFailed
+from ctr_pipeline.locks import Lock
+from ctr_pipeline.pipeline import run_stages
+from ctr_pipeline.refresh import decide as rules
+from ctr_pipeline.refresh.cli import refresh_registry
+from ctr_pipeline.refresh.job import refresh_dir
+from ctr_pipeline.registry.bundle import from_run
+from ctr_pipeline.registry.store import Registry
+from ctr_pipeline.runs import STAGES, RunDir
+
+from .conftest import REPO, cli, cli_env
+
+PERMISSIVE = ["refresh.margin=-0.05", "refresh.calibration_band=0.5", "refresh.extra_trees=20",
+              "refresh.bootstrap=50"]
+
+
+# ---------------------------------------------------------------------------------------------- pure rules
+
+def candidate(mxe, low, high, calibration=1.0):
+    return {"mxe": mxe, "calibration": calibration, "improvement": {"interval": [low, high]}}
+
+
+def test_the_rule_promotes_only_a_significant_calibrated_improvement():
+    champ = {"mxe": 0.15}
+    d = rules.decide(champ, {"refresh": candidate(0.148, 0.002, 0.02), "continuation": candidate(0.149, 0.01, 0.02)},
+                     margin=0.0, band=0.1)
+    assert d["action"] == "promote" and d["winner"] == "refresh"          # the lowest MXE, not the widest margin
+    d = rules.decide(champ, {"refresh": candidate(0.148, -0.001, 0.02)}, margin=0.0, band=0.1)
+    assert d["action"] == "keep" and "does not lie above" in d["reason"]
+    d = rules.decide(champ, {"refresh": candidate(0.148, 0.01, 0.02, calibration=1.2)}, margin=0.0, band=0.1)
+    assert d["action"] == "keep" and "calibration 1.200" in d["reason"]
+    d = rules.decide(champ, {"refresh": candidate(0.148, 0.01, 0.02)}, margin=0.015, band=0.1)
+    assert d["action"] == "keep"
+    assert rules.decide(champ, {}, 0.0, 0.1)["action"] == "keep"
+
+
+def test_window_identity_and_broken_windows():
+    assert rules.window_key([("b", 2), ("a", 1)]) == rules.window_key([("a", 1), ("b", 2)])
+    assert rules.window_key([("a", 1)]) != rules.window_key([("a", 2)])
+    assert rules.window_problem(0.04, 0.04, 3.0) is None and rules.window_problem(0.1, 0.04, 3.0) is None
+    assert "click rate 0.000%" in rules.window_problem(0.0, 0.04, 3.0)
+    assert rules.window_problem(0.2, 0.04, 3.0) and rules.window_problem(0.01, 0.04, 3.0)
+
+
+# ---------------------------------------------------------------------------------------------- on Spark
+
+@pytest.fixture(scope="module")
+def days(spark, tmp_path_factory):
+    """Day 1 trained and registered as champion; day 2 drifted; day 3 corrupted and clickless copies."""
+    from ctr_pipeline.demo_data import generate
+
+    base = tmp_path_factory.mktemp("refresh")
+    paths = {}
+    for day in (1, 2):
+        paths[day] = base / f"day{day}.tsv.gz"
+        generate(10_000, paths[day], seed=5, day=day, drift=0.4)
+    lines = gzip.open(paths[2], "rt").read().splitlines()
+    corrupted = base / "day3_corrupted.tsv"
+    corrupted.write_text("\n".join(line if i % 20 else "garbage\twith\ttoo few fields" for i, line in enumerate(lines))
+                         + "\n")
+    clickless = base / "day3_clickless.tsv"
+    clickless.write_text("\n".join("0" + line[1:] for line in lines) + "\n")
+    run = RunDir(base / "day1")
+    cfg = build_config([parse_set_option(s) for s in ("training.n_estimators=20", "evaluation.baselines=[]",
+                                                      "evaluation.bootstrap=0")]
+                       + [flag_layer("--input", "input.path", str(paths[1]))])
+    run_stages(STAGES, cfg, run, lambda: spark)
+    return {"dir": base, "run": run, 2: paths[2], "corrupted": corrupted, "clickless": clickless}
+
+
+def new_registry(days, name):
+    reg = Registry.open(str(days["dir"] / name), create=True)
+    reg.promote(reg.register(from_run(days["run"].root), reason="day 1"), reason="day 1")
+    return reg
+
+
+def refresh_config(reg, window, *sets):
+    return build_config([Layer("champion", reg.bundle("champion").config),
+                         *[parse_set_option(s) for s in (*PERMISSIVE, *sets)],
+                         flag_layer("--input", "input.path", str(window))])
+
+
+def state(reg):
+    return [v["version"] for v in reg.versions()], {a: d["version"] for a, d in reg.aliases().items()}
+
+
+def test_daily_windows_promote_then_skip_then_refuse(spark, days):
+    reg = new_registry(days, "registry")
+    text = refresh_registry(spark, refresh_config(reg, days[2]), reg, "v1", False, "log")
+    assert "-> promoted" in text, text
+    versions, aliases = state(reg)
+    assert versions == ["v1", "v2"] and aliases == {"champion": "v2", "challenger": "v2"}
+    v2 = reg.versions()[1]
+    assert v2["lineage"]["parent"] == "v1" and v2["lineage"]["method"] in ("refresh", "continuation")
+    assert v2["lineage"]["window_key"] and v2["metrics"]["test"]["mxe"] > 0
+    [marker] = (refresh_dir(reg) / "windows").iterdir()
+    record = json.loads(marker.read_text())
+    assert set(record["candidates"]) == {"refresh", "continuation"} and record["decision"]["version"] == "v2"
+    for c in record["candidates"].values():
+        low, high = c["improvement"]["interval"]
+        assert low <= c["relative_mxe_improvement"] <= high
+    assert record["drift"]["window_ctr"] > 0 and record["drift"]["oov_share"]
+    assert record["facts"]["refresh"]["trees"] == 20 and record["window"]["rows"]["test"] == 1_000
+    # the refreshed model is the champion's transform with new leaves: the registry can score with it
+    assert reg.bundle("champion").transform.uri.endswith("versions/v2/transform")
+
+    again = refresh_registry(spark, refresh_config(reg, days[2]), reg, "v2", False, "log")
+    assert "refreshed already" in again and state(reg) == (versions, aliases)
+
+    for window, why in ((days["corrupted"], "malformed"), (days["clickless"], "click rate 0.000%")):
+        with pytest.raises(RunFailed, match="champion v2 kept") as err:
+            refresh_registry(spark, refresh_config(reg, window), reg, "v2", False, "log")
+        assert why in str(err.value)
+        assert state(reg) == (versions, aliases)
+    refusals = [json.loads(p.read_text()) for p in (refresh_dir(reg) / "decisions").iterdir()]
+    assert sorted(r["decision"]["action"] for r in refusals) == ["promote", "refused", "refused"]
+    assert len((refresh_dir(reg) / "windows").iterdir()) == 1       # refused windows may be tried again
+
+
+def test_a_second_refresh_is_refused_and_a_killed_one_changes_nothing(spark, days):
+    reg = new_registry(days, "registry-kill")
+    before = state(reg)
+    args = ["refresh", "--registry", str(reg.root), "--input", str(days[2]), "--master", "local[2]",
+            "--set", "spark.driver_memory=1g", *[a for s in PERMISSIVE for a in ("--set", s)]]
+    log_path = days["dir"] / "first.err"
+    with open(log_path, "w") as err:
+        first = subprocess.Popen(cli(*args), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err,
+                                 start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while "refreshing the champion's" not in log_path.read_text():
+            assert first.poll() is None and time.time() < deadline, log_path.read_text()[-2000:]
+            time.sleep(0.5)
+        second = subprocess.run(cli(*args), cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+        assert second.returncode == 0 and "refresh skipped" in second.stdout, second.stderr
+        assert f"pid {first.pid}" in second.stdout
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert state(reg) == before and not (refresh_dir(reg) / "windows").exists()
+    assert (refresh_dir(reg) / "refresh.lock").exists()            # left by the killed process
+    cfg = refresh_config(reg, days[2])
+    with Lock(refresh_dir(reg) / "refresh.lock", "refresh", heartbeat=0):   # stale: its pid is gone
+        text = refresh_registry(spark, cfg, reg, "v1", False, "log")
+    assert "-> promoted" in text and state(reg)[0] == ["v1", "v2"]
+    logs = list((refresh_dir(reg) / "logs").iterdir())
+    assert len(logs) == 2 and any("refresh: skipped" in p.read_text() for p in logs)
