@@ -44,6 +44,7 @@ bench: check-java $(STAMP)  ## run the benchmarks, JSON results in bench/results
 	$(BIN)/python -m bench.features_compare
 	$(BIN)/python -m bench.evaluation_scale
 	$(BIN)/python -m bench.training_compare --scaling 250000 1000000 4000000
+	$(BIN)/python -m bench.refresh_compare --rows 1000000
 
 clean:  ## remove the virtualenv, demo data and runs
 	rm -rf $(VENV) data/demo runs

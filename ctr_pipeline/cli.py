@@ -86,13 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", default="comparison.md",
                    help="Markdown table to write (default comparison.md); a .json file is written beside it")
     p.set_defaults(handler=cmd_compare)
-    p = sub.add_parser("score", help="score raw logs with a trained model -> OUT/predictions (Parquet), OUT/report.json",
+    p = sub.add_parser("score", help="score raw logs with a trained model -> OUT/predictions, OUT/report.json",
                        description="Score raw logs (in the model's input layout) with a trained model.")
     _add_config_flags(p)
     p.add_argument("--model", required=True, metavar="MODEL",
                    help="a run directory, or a registry version: REGISTRY@champion, REGISTRY@v3")
     p.add_argument("--out", required=True, metavar="PATH", help="output directory (local path or s3://)")
     p.add_argument("--force", action="store_true", help="replace an earlier scoring output at --out")
+    p.add_argument("--unlabeled", action="store_true",
+                   help="the logs have no label column (criteo_dac: the 39 fields I1-I13, C1-C26)")
     p.set_defaults(handler=cmd_score)
     p = sub.add_parser("config", help="print the effective configuration with each value's source")
     _add_config_flags(p)
@@ -275,7 +277,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     spark = get_session(cfg.spark, extra_conf=spark_s3_conf(AwsSettings.from_config(cfg)))
     try:
         with watch(spark, "score", cfg.spark.progress_seconds):
-            doc = score(spark, bundle, cfg, staging)
+            doc = score(spark, bundle, cfg, staging, labeled=not args.unlabeled)
         publish(staging, out)
     except BaseException:
         if staging != out:

@@ -203,9 +203,9 @@ class Lock:
     """``with Lock(location, "refresh"):`` holds the lock for the block (see the module docstring)."""
 
     def __init__(self, where: Location, purpose: str, stale_after: float = 600.0, heartbeat: float = 30.0,
-                 what: str = ""):
+                 what: str = "", wait: float = 0.0):
         self.where, self.purpose, self.what = where, purpose, what or str(where.parent)
-        self.stale_after, self.heartbeat = stale_after, heartbeat
+        self.stale_after, self.heartbeat, self.wait = stale_after, heartbeat, wait
         self.backend = _LocalFile(where) if where.is_local else _S3Object(where)
         self.holder: Optional[Holder] = None
         self._tag: Optional[str] = None
@@ -214,6 +214,17 @@ class Lock:
         self._guard = threading.Lock()
 
     def acquire(self) -> Holder:
+        """Take the lock; while a live holder has it, retry for up to ``wait`` seconds, then raise LockHeld."""
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                return self._try()
+            except LockHeld:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+    def _try(self) -> Holder:
         me = Holder.me(self.purpose)
         for _ in range(3):
             tag = self.backend.create(me.to_bytes())

@@ -1,4 +1,4 @@
-"""``ctr-pipeline emr up | submit | status | logs | down | policies``: the launcher's command line.
+"""``ctr-pipeline emr up | submit | refresh | status | logs | down | policies``: the launcher's command line.
 
 Nothing here imports boto3 until a handler runs. The run config given to ``submit`` (``--config``,
 ``--set``, ``--input``) is validated locally first, then uploaded beside the run and passed to every
@@ -20,6 +20,8 @@ VERBS = {"up": "upload the wheel, bootstrap and entry script to the artifacts pr
                "print its id",
          "submit": "run the pipeline's stages as spark-submit steps (on --cluster-id, or --up a new cluster) "
                    "and follow them",
+         "refresh": "run 'ctr-pipeline refresh' on a registry and a new window as a step (on --cluster-id, or "
+                    "--up a new cluster; with --transient it ends after the step)",
          "status": "the cluster's state and each step's state", "logs": "the tail of a step's stderr log",
          "down": "terminate the cluster", "policies": "the IAM policies the definition's roles need (JSON)"}
 PROJECT = Path(__file__).resolve().parent.parent
@@ -36,17 +38,20 @@ def add_parser(sub: Any) -> None:
         p.add_argument("--definition", metavar="FILE", help="cluster definition YAML (default: emr.definition)")
         if verb in ("status", "logs", "down"):
             p.add_argument("--cluster-id", required=True, metavar="ID", help="the cluster (j-...)")
-        if verb in ("up", "submit"):
+        if verb in ("up", "submit", "refresh"):
             p.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
-        if verb == "submit":
+        if verb in ("submit", "refresh"):
             p.add_argument("--cluster-id", metavar="ID", help="a running cluster (j-...); or --up")
             p.add_argument("--up", action="store_true", help="create the cluster with the steps (as 'emr up')")
-            p.add_argument("--out", required=True, metavar="s3://RUN", help="the run directory on S3")
-            p.add_argument("--stages", default=",".join(STAGES), metavar="STAGE,...",
-                           help=f"comma-separated stages (default {','.join(STAGES)})")
             p.add_argument("--transient", action="store_true",
                            help="terminate the cluster after the last step (or when a step fails)")
             p.add_argument("--no-wait", action="store_true", help="return once the steps are added")
+        if verb == "submit":
+            p.add_argument("--out", required=True, metavar="s3://RUN", help="the run directory on S3")
+            p.add_argument("--stages", default=",".join(STAGES), metavar="STAGE,...",
+                           help=f"comma-separated stages (default {','.join(STAGES)})")
+        if verb == "refresh":
+            p.add_argument("--registry", required=True, metavar="s3://REGISTRY", help="the model registry on S3")
         if verb == "logs":
             p.add_argument("--step-id", required=True, metavar="ID", help="the step (s-...)")
             p.add_argument("--lines", type=int, metavar="N", help="lines to show (default emr.log_tail_lines)")
@@ -81,7 +86,7 @@ def make_launcher(defn, settings):
 def run_verb(args: argparse.Namespace) -> int:
     """Handler of every ``emr`` verb; returns the exit code."""
     cfg, defn, settings = _context(args)
-    handler = {"up": _up, "submit": _submit, "status": _status, "logs": _logs, "down": _down,
+    handler = {"up": _up, "submit": _submit, "refresh": _refresh, "status": _status, "logs": _logs, "down": _down,
                "policies": _policies}[args.verb]
     return handler(args, cfg, make_launcher(defn, settings))
 
@@ -100,22 +105,45 @@ def _up(args, cfg, launcher) -> int:
 
 
 def _submit(args, cfg, launcher) -> int:
-    from .launcher import upload
     from .steps import check_locations, parse_stages, stage_steps
 
-    if bool(args.cluster_id) == bool(args.up):
-        raise UserError("emr submit needs exactly one of --cluster-id ID (a running cluster) or --up (a new one)")
-    if args.transient and args.no_wait and not args.up:
-        raise UserError("--transient on an existing cluster terminates it after its steps, so it must wait; "
-                        "drop --no-wait (or use --up --transient, which EMR ends by itself)")
-    if args.master:
-        raise UserError(f"--master {args.master}: EMR steps run on YARN (spark-submit --master yarn); drop --master")
+    _check_launch_flags(args)
     out = args.out.rstrip("/")
     input_uri = args.input or cfg.input.path
     check_locations(launcher.defn, out, input_uri, "--input" if args.input else cfg.source_of("input.path"))
     stages = parse_stages(args.stages)
     config_uri = f"{out}/_emr/config.yaml"
     steps = stage_steps(launcher.defn, stages, out, config_uri, args.input, args.set, args.transient)
+    return _launch(args, cfg, launcher, steps, config_uri, f"run directory {out}")
+
+
+def _refresh(args, cfg, launcher) -> int:
+    from .steps import check_locations, refresh_steps
+
+    _check_launch_flags(args)
+    if not args.input:
+        raise UserError("emr refresh needs --input s3://WINDOW: the new window of logs")
+    registry = args.registry.rstrip("/")
+    check_locations(launcher.defn, registry, args.input, "--input")
+    config_uri = f"{registry}/refresh/_emr/config.yaml"
+    steps = refresh_steps(launcher.defn, registry, config_uri, args.input, args.set, args.transient)
+    return _launch(args, cfg, launcher, steps, config_uri, f"registry {registry}")
+
+
+def _check_launch_flags(args) -> None:
+    if bool(args.cluster_id) == bool(args.up):
+        raise UserError(f"emr {args.verb} needs exactly one of --cluster-id ID (a running cluster) or --up (a new one)")
+    if args.transient and args.no_wait and not args.up:
+        raise UserError("--transient on an existing cluster terminates it after its steps, so it must wait; "
+                        "drop --no-wait (or use --up --transient, which EMR ends by itself)")
+    if args.master:
+        raise UserError(f"--master {args.master}: EMR steps run on YARN (spark-submit --master yarn); drop --master")
+
+
+def _launch(args, cfg, launcher, steps: list[dict], config_uri: str, where: str) -> int:
+    """Upload the config, add the steps (to a new cluster with --up), follow them unless --no-wait."""
+    from .launcher import upload
+
     plan = [upload(config_uri, _config_bytes(args)),
             *(launcher.up_plan(steps, args.transient) if args.up else [launcher.add_steps(args.cluster_id, steps)])]
     if args.dry_run:
@@ -128,12 +156,12 @@ def _submit(args, cfg, launcher) -> int:
         step_ids = [s["Id"] for s in launcher.steps(cluster_id)][-len(steps):]
     else:
         cluster_id, step_ids = args.cluster_id, responses[-1]["StepIds"]
-    print(f"emr: cluster {cluster_id}: steps {', '.join(step_ids)}; run directory {out}")
+    print(f"emr: cluster {cluster_id}: steps {', '.join(step_ids)}; {where}")
     if args.no_wait:
         print(f"emr: follow with 'ctr-pipeline emr status --cluster-id {cluster_id}'")
         return 0
     launcher.follow(cluster_id, step_ids, cfg.emr.poll_seconds, cfg.emr.log_tail_lines)
-    print(f"emr: all {len(step_ids)} step(s) completed; run directory {out}")
+    print(f"emr: all {len(step_ids)} step(s) completed; {where}")
     if args.transient and not args.up:
         launcher.down(cluster_id)
     return 0

@@ -47,16 +47,30 @@ def _under(uri: str, prefixes: Sequence[str], what: str, defn, key: str) -> None
                         f"only prefixes the cluster's instance role may use; add its prefix to {key} there")
 
 
-def stage_args(defn, stage: str, out: str, config_uri: str, input_uri: Optional[str],
-               sets: Sequence[str] = ()) -> list[str]:
-    """The command line of one stage's step (``HadoopJarStep.Args`` of command-runner.jar)."""
-    args = ["spark-submit", "--deploy-mode", "client", "--master", "yarn", defn.entry_uri, stage,
-            "--out", out, "--config", config_uri]
-    if input_uri and stage == "sample":
-        args += ["--input", input_uri]
+def command_args(defn, command: Sequence[str], config_uri: str, sets: Sequence[str] = (),
+                 input_uri: Optional[str] = None) -> list[str]:
+    """``spark-submit`` of the entry point with a ``ctr-pipeline`` command line (``HadoopJarStep.Args``
+    of command-runner.jar), the uploaded config, the input and the region."""
+    args = ["spark-submit", "--deploy-mode", "client", "--master", "yarn", defn.entry_uri, *command,
+            "--config", config_uri] + (["--input", input_uri] if input_uri else [])
     for item in (f"aws.region={defn.region}", *sets):
         args += ["--set", item]
     return args
+
+
+def stage_args(defn, stage: str, out: str, config_uri: str, input_uri: Optional[str],
+               sets: Sequence[str] = ()) -> list[str]:
+    """The command line of one stage's step."""
+    return command_args(defn, [stage, "--out", out], config_uri, sets, input_uri if stage == "sample" else None)
+
+
+def refresh_steps(defn, registry: str, config_uri: str, input_uri: str, sets: Sequence[str] = (),
+                  transient: bool = False) -> list[dict]:
+    """The refresh job as one step: ``ctr-pipeline refresh --registry REG --input WINDOW``."""
+    args = command_args(defn, ["refresh", "--registry", registry], config_uri, sets, input_uri)
+    return [{"Name": STEP_NAME.format(stage="refresh"),
+             "ActionOnFailure": "TERMINATE_CLUSTER" if transient else "CANCEL_AND_WAIT",
+             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args}}]
 
 
 def stage_steps(defn, stages: Sequence[str], out: str, config_uri: str, input_uri: Optional[str],

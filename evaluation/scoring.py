@@ -91,9 +91,10 @@ def predictions(spark: SparkSession, bundle: ModelBundle, rows: DataFrame, w: Op
 
 
 def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: DataFrame, width: int,
-                     weight_col: Optional[str] = None) -> DataFrame:
+                     weight_col: Optional[str] = None, margin: bool = False) -> DataFrame:
     """row_id, label, w, p_<name> per booster of stored feature rows (``features`` a struct column, as
-    read by ``spark.read.parquet``): several models scored on the same rows in one pass."""
+    read by ``spark.read.parquet``): several models scored on the same rows in one pass; the raw margin
+    (log-odds) instead of the probability with ``margin``."""
     import numpy as np
     import pyarrow as pa
 
@@ -103,6 +104,7 @@ def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: 
     shared = spark.sparkContext.broadcast(boosters)
     threads = int(spark.conf.get("spark.task.cpus", "1"))
     names = list(boosters)
+    kind = "margin" if margin else "value"
 
     def score(batches):
         models = {n: _booster(keys[n], shared.value[n], threads, keep=len(names)) for n in names}
@@ -110,8 +112,9 @@ def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: 
             if b.num_rows == 0:
                 continue
             csr = batch_csr(b, width)
-            preds = [pa.array(np.asarray(models[n].inplace_predict(csr, missing=0.0, validate_features=False),
-                                         dtype=np.float64)) for n in names]
+            preds = [pa.array(np.asarray(models[n].inplace_predict(csr, missing=0.0, validate_features=False,
+                                                                   predict_type=kind), dtype=np.float64))
+                     for n in names]
             yield pa.RecordBatch.from_arrays([b.column("row_id"), b.column("label").cast(pa.int32()),
                                               b.column("w").cast(pa.float64()), *preds],
                                              names=["row_id", "label", "w", *[f"p_{n}" for n in names]])
@@ -176,10 +179,12 @@ def summarize(spark: SparkSession, path: str, recalibrated: bool, cfg: Config) -
     return out
 
 
-def score(spark: SparkSession, bundle: ModelBundle, cfg: Config, out: Location) -> dict[str, Any]:
-    """Score ``cfg.input.path`` with ``bundle`` into ``out`` (see the module docstring); returns the report."""
+def score(spark: SparkSession, bundle: ModelBundle, cfg: Config, out: Location,
+          labeled: bool = True) -> dict[str, Any]:
+    """Score ``cfg.input.path`` with ``bundle`` into ``out`` (see the module docstring); returns the report.
+    ``labeled=False`` reads logs without the label column (the predictions' label is then null)."""
     w = negative_rate(cfg)
-    report = read_input(spark, cfg, str(out / "quarantine"))
+    report = read_input(spark, cfg, str(out / "quarantine"), labeled=labeled)
     try:
         rows = report.good
         log.info("score: %s rows read, %s quarantined; scoring with %s", f"{report.rows_read:,}",
@@ -198,15 +203,14 @@ def score(spark: SparkSession, bundle: ModelBundle, cfg: Config, out: Location) 
 
 def prepare_output(out: Location, force: bool) -> Location:
     """Where to write: a fresh staging directory beside a local ``out`` (renamed into place by
-    :func:`publish`), or ``out`` itself on S3 (where report.json, written last, marks it finished)."""
-    if (out / REPORT).exists() and not force:
-        raise UserError(f"{out} already holds scores ({REPORT}); pick another --out or add --force to replace them")
+    :func:`publish`), or ``out`` itself on S3 (where report.json, written last, marks it finished).
+    Anything already at ``out`` is replaced only with ``force``."""
+    if out.exists() and out.iterdir() and not force:
+        what = "already holds scores" if (out / REPORT).exists() else "exists and is not empty"
+        raise UserError(f"{out} {what}; pick another --out or add --force to replace it")
     if not out.is_local:
-        if force:
-            out.rmtree()
+        out.rmtree()
         return out
-    if out.exists() and out.iterdir() and not (out / REPORT).exists() and not force:
-        raise UserError(f"{out} exists and is not a scoring output; pick another --out")
     return out.parent / f".{out.name}.staging-{uuid.uuid4().hex[:8]}"
 
 

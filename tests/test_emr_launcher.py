@@ -167,6 +167,29 @@ def test_dry_run_prints_the_exact_requests_and_sends_nothing(definition, tmp_pat
     assert shown[1]["params"]["Steps"][0]["ActionOnFailure"] == "CANCEL_AND_WAIT"
 
 
+def test_refresh_runs_as_a_step_on_a_transient_cluster(aws, moto_emr, definition, tmp_path, capsys):
+    defn = load(definition)
+    registry = f"s3://{BUCKET}/runs/registry"
+    shown = _dry_run(tmp_path, "refresh", "--up", "--transient", "--definition", str(definition), "--registry",
+                     registry, "--input", INPUT, "--set", "refresh.margin=0.001")
+    assert [r["operation"] for r in shown] == ["PutObject"] * 4 + ["RunJobFlow"]
+    assert shown[0]["params"]["Key"] == "runs/registry/refresh/_emr/config.yaml"
+    req = shown[-1]["params"]
+    _validate("emr", "RunJobFlow", req)
+    assert req["Steps"] == [{"Name": "ctr-pipeline refresh", "ActionOnFailure": "TERMINATE_CLUSTER",
+                             "HadoopJarStep": {"Jar": "command-runner.jar", "Args": [
+                                 "spark-submit", "--deploy-mode", "client", "--master", "yarn", defn.entry_uri,
+                                 "refresh", "--registry", registry,
+                                 "--config", f"{registry}/refresh/_emr/config.yaml", "--input", INPUT,
+                                 "--set", "aws.region=us-east-1", "--set", "refresh.margin=0.001"]}}]
+    assert main(["emr", "refresh", "--up", "--transient", "--definition", str(definition), "--registry", registry,
+                 "--input", INPUT]) == 0                       # against moto: the step is followed to the end
+    assert "emr: all 1 step(s) completed; registry " + registry in capsys.readouterr().out
+    assert main(["emr", "refresh", "--up", "--definition", str(definition), "--registry", "s3://elsewhere/reg",
+                 "--input", INPUT]) == 2                       # outside the definition's prefixes
+    assert "data.run_prefixes" in capsys.readouterr().err
+
+
 def test_up_submit_status_down_against_moto(aws, moto_emr, definition, wheel, tmp_path, capsys):
     from ctr_pipeline.aws import client
 

@@ -30,6 +30,18 @@ def test_dac_good_row_with_missing_values():
     assert row[14:] == tuple([None, None, "68fd1e64"] + [None] * 23)
 
 
+def test_unlabeled_dac_and_csv_rows_have_no_label():
+    unlabeled = Layout("criteo_dac", "label", NUM, CAT, labeled=False)
+    line = dac_line()
+    assert DacParser(unlabeled).parse(line.split("\t", 1)[1]) == (None, *DacParser(DAC).parse(line)[1:])
+    with pytest.raises(RowError, match="expected 39 fields, found 40"):
+        DacParser(unlabeled).parse(line)
+    layout = Layout("csv", "click", ("n",), ("c",), delimiter=",", labeled=False)
+    check_header(["n", "c"], layout, "f.csv")
+    assert CsvParser(layout, ["c", "n"]).parse("x,3\n") == (None, 3.0, "x")
+    assert RecordParser(layout).parse({"n": 1, "c": "y"}) == (None, 1.0, "y")
+
+
 def test_dac_subset_of_columns():
     layout = Layout("criteo_dac", "label", ("I2", "I13"), ("C26",))
     row = DacParser(layout).parse(dac_line())

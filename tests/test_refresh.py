@@ -84,13 +84,13 @@ def test_only_binary_logistic_boosters_are_refreshed():
 
 
 @pytest.mark.spark
-@pytest.mark.parametrize("case", list(CASES))
-def test_refresh_on_spark_with_several_workers_equals_single_process_xgboost(spark, case):
+def test_refresh_on_spark_with_several_workers_equals_single_process_xgboost(spark):
     import pandas as pd
 
     from features.spark_io import vector_struct
     from training.refresh_spark import refresh
 
+    case = "regularised"         # every parameter of the rule in play: L1, L2, min_child_weight, max_delta_step
     old, (xn, yn, wn), theirs, rp = reference(case)
     frame = pd.DataFrame({"label": yn.astype(np.int32), "weight": wn,
                           "indices": [xn.indices[xn.indptr[i]:xn.indptr[i + 1]].tolist() for i in range(xn.shape[0])],
@@ -104,3 +104,19 @@ def test_refresh_on_spark_with_several_workers_equals_single_process_xgboost(spa
         assert_same_trees(Trees.from_json(new.save_raw("json")), Trees.from_json(theirs.save_raw("json")))
         dn = xgb.DMatrix(xn, missing=0.0)
         np.testing.assert_allclose(new.predict(dn), theirs.predict(dn), atol=1e-6)
+
+
+def test_trees_trained_on_base_margins_and_appended_equal_continued_training():
+    x, y, w = make_data(3_000, 0.0, 4)
+    params = {"objective": "binary:logistic", "max_depth": 3, "tree_method": "hist", "eta": 0.3}
+    d = xgb.DMatrix(x, label=y, weight=w, missing=0.0)
+    first = xgb.train(params, d, 5)
+    margin = first.predict(d, output_margin=True)
+    added = xgb.train(params, xgb.DMatrix(x, label=y, weight=w, missing=0.0, base_margin=margin), 4)
+    merged = Trees.from_json(first.save_raw("json"))
+    merged.extend(Trees.from_json(added.save_raw("json")))
+    booster = xgb.Booster()
+    booster.load_model(bytearray(merged.to_json()))
+    continued = xgb.train(params, d, 4, xgb_model=first.copy())
+    assert booster.num_boosted_rounds() == 9
+    np.testing.assert_allclose(booster.predict(d), continued.predict(d), atol=1e-7)

@@ -58,6 +58,25 @@ def test_window_identity_and_broken_windows():
     assert rules.window_problem(0.2, 0.04, 3.0) and rules.window_problem(0.01, 0.04, 3.0)
 
 
+def test_a_done_window_is_skipped_unless_forced(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from ctr_pipeline.refresh import job
+
+    reg = Registry.open(str(tmp_path / "reg"), create=True)
+    files = [SimpleNamespace(display="/logs/day2.tsv", size=10)]
+    monkeypatch.setattr("ctr_pipeline.readers.spark.list_input_files", lambda spark, path: files)
+    key = rules.window_key([("/logs/day2.tsv", 10)])
+    record = {"at": "t", "window": {"key": key}, "champion": {"version": "v1", "holdout": {"mxe": 0.2}},
+              "candidates": {}, "decision": {"action": "keep", "reason": "no challenger was built"}}
+    (refresh_dir(reg) / "windows" / f"{key}.json").write_text(json.dumps(record))
+    ran = []
+    monkeypatch.setattr(job, "run", lambda *a: ran.append(a) or record)
+    cfg = build_config([flag_layer("--input", "input.path", "/logs/day2.tsv")])
+    assert "refreshed already" in refresh_registry(None, cfg, reg, "v1", False, "log") and not ran
+    assert "kept v1" in refresh_registry(None, cfg, reg, "v1", True, "log") and len(ran) == 1
+
+
 # ---------------------------------------------------------------------------------------------- on Spark
 
 @pytest.fixture(scope="module")
@@ -155,9 +174,13 @@ def test_a_second_refresh_is_refused_and_a_killed_one_changes_nothing(spark, day
         first.wait()
     assert state(reg) == before and not (refresh_dir(reg) / "windows").exists()
     assert (refresh_dir(reg) / "refresh.lock").exists()            # left by the killed process
-    cfg = refresh_config(reg, days[2])
+    cfg = refresh_config(reg, days[2], "refresh.full_retrain=true")   # the rerun also retrains from scratch
     with Lock(refresh_dir(reg) / "refresh.lock", "refresh", heartbeat=0):   # stale: its pid is gone
         text = refresh_registry(spark, cfg, reg, "v1", False, "log")
     assert "-> promoted" in text and state(reg)[0] == ["v1", "v2"]
+    [marker] = (refresh_dir(reg) / "windows").iterdir()
+    record = json.loads(marker.read_text())
+    assert set(record["candidates"]) == {"refresh", "continuation", "retrain"}
+    assert record["facts"]["retrain"]["trees"] == 20 and record["facts"]["retrain"]["seconds"] > 0
     logs = list((refresh_dir(reg) / "logs").iterdir())
     assert len(logs) == 2 and any("refresh: skipped" in p.read_text() for p in logs)

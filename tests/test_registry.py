@@ -146,6 +146,18 @@ def test_a_lock_without_heartbeat_is_stale_and_taken_over(where):
         assert Holder.parse(lock.read_bytes()).token == me.token
 
 
+def test_a_waiting_writer_gets_the_lock_when_it_is_released(tmp_path):
+    import threading
+
+    lock = Location.of(tmp_path / "l.lock")
+    first = Lock(lock, "first", heartbeat=0)
+    first.acquire()
+    threading.Timer(0.5, first.release).start()
+    t0 = time.monotonic()
+    with Lock(lock, "second", heartbeat=0, wait=10):
+        assert 0.4 < time.monotonic() - t0 < 5
+
+
 def test_heartbeat_keeps_a_long_holder_fresh(tmp_path):
     lock = Location.of(tmp_path / "l.lock")
     with Lock(lock, "long", heartbeat=0.2):
@@ -185,6 +197,7 @@ def test_a_killed_holder_leaves_a_lock_the_next_writer_takes(tmp_path):
     reg = Registry.open(str(tmp_path / "reg"), create=True)
     reg.register(fake_bundle(tmp_path, "a", 0.1))
     holder = _spawn(HOLD_AND_WAIT, str(tmp_path / "reg" / "registry.lock"))
+    reg.lock_wait = 0.5
     try:
         with pytest.raises(LockHeld, match=f"pid {holder.pid}"):
             reg.promote("v1")

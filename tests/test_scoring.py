@@ -102,6 +102,25 @@ def test_drift_is_the_out_of_vocabulary_share_and_bad_rows_are_quarantined(spark
     assert c3["oov_share"] == pytest.approx(c3["out_of_vocabulary"] / len(present))
 
 
+def test_unlabeled_logs_are_scored_like_the_same_rows_with_labels(spark, trained, demo_tsv, tmp_path):
+    run, _, _ = trained
+    bundle = from_run(run.root)
+    lines = gzip.open(demo_tsv, "rt").read().splitlines()[:400]
+    labeled, unlabeled = tmp_path / "labeled.tsv", tmp_path / "unlabeled.tsv"
+    labeled.write_text("\n".join(lines) + "\n")
+    unlabeled.write_text("\n".join(line.split("\t", 1)[1] for line in lines) + "\n")   # the DAC test layout
+    with_labels = score(spark, bundle, scoring_config(bundle, labeled), Location.of(tmp_path / "a"))
+    doc = score(spark, bundle, scoring_config(bundle, unlabeled), Location.of(tmp_path / "b"), labeled=False)
+    assert doc["rows_scored"] == 400 and doc["rows_with_label"] == 0 and "metrics" not in doc
+    assert doc["mean_prediction"] == pytest.approx(with_labels["mean_prediction"], abs=1e-12)
+    a = {r["row_id"]: r for r in spark.read.parquet(str(tmp_path / "a" / "predictions")).collect()}
+    b = {r["row_id"]: r for r in spark.read.parquet(str(tmp_path / "b" / "predictions")).collect()}
+    assert a.keys() == b.keys() and all(b[i]["label"] is None and b[i]["p_ctr"] == a[i]["p_ctr"] for i in a)
+    assert doc["vocabulary_drift"] == with_labels["vocabulary_drift"]
+    with pytest.raises(Exception, match="expected 39 fields, found 40"):     # labeled rows read as unlabeled
+        score(spark, bundle, scoring_config(bundle, labeled), Location.of(tmp_path / "c"), labeled=False)
+
+
 def test_output_is_published_whole_and_not_overwritten_by_mistake(tmp_path):
     from ctr_pipeline.errors import UserError
 
@@ -114,10 +133,14 @@ def test_output_is_published_whole_and_not_overwritten_by_mistake(tmp_path):
     assert (out / REPORT).exists() and not staging.exists()
     with pytest.raises(UserError, match="already holds scores"):
         prepare_output(out, force=False)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x").write_text("x")
+    with pytest.raises(UserError, match="exists and is not empty"):
+        prepare_output(Location.of(tmp_path / "other"), force=False)
     again = prepare_output(out, force=True)
     (again / REPORT).write_text("{}")
     publish(again, out)
-    assert not (out / "predictions").exists() and [p.name for p in tmp_path.iterdir()] == ["scores"]
+    assert not (out / "predictions").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["other", "scores"]
 
 
 def test_score_command_line(trained, demo_tsv, tmp_path):

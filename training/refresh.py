@@ -143,6 +143,22 @@ class Trees:
             values[leaf] = weight[leaf] * np.float32(p.learning_rate)
             tree["split_conditions"] = values.tolist()
 
+    def extend(self, other: "Trees") -> None:
+        """Append ``other``'s trees (trained on this model's margins as base margin): the result predicts
+        this model's margin plus ``other``'s trees, which is what continued training gives."""
+        mine = self.doc["learner"]["gradient_booster"]["model"]
+        theirs = other.doc["learner"]["gradient_booster"]["model"]
+        if theirs.get("cats") and any(theirs["cats"].values()) or mine["gbtree_model_param"]["num_parallel_tree"] != \
+                theirs["gbtree_model_param"]["num_parallel_tree"]:
+            raise ValueError("only trees without categorical splits and with the same num_parallel_tree are appended")
+        start = len(mine["trees"])
+        mine["trees"] += [{**tree, "id": start + k} for k, tree in enumerate(theirs["trees"])]
+        mine["tree_info"] += theirs["tree_info"]
+        last = mine["iteration_indptr"][-1]
+        mine["iteration_indptr"] += [last + i for i in theirs["iteration_indptr"][1:]]
+        mine["gbtree_model_param"]["num_trees"] = str(len(mine["trees"]))
+        self.doc["learner"]["attributes"] = {}
+
     def to_json(self) -> bytes:
         return json.dumps(self.doc).encode()
 

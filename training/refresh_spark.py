@@ -26,7 +26,8 @@ from features.spark_io import batch_csr
 from .refresh import RefreshParams, Trees, add_tree, gradients, leaf_sums
 
 log = logging.getLogger("ctr_pipeline.training")
-_MARGINS: dict[tuple, tuple[int, np.ndarray]] = {}   # per Python worker: (refresh, partition, batch) -> (trees in, margins)
+# Per Python worker: (refresh, partition, batch) -> (trees added so far, margins).
+_MARGINS: dict[tuple, tuple[int, np.ndarray]] = {}
 
 
 def leaves_of(spark: SparkSession, booster_raw: bytes, features: DataFrame, width: int,

@@ -70,7 +70,7 @@ def line_pattern(layout: Layout, positions: dict, width: int) -> str:
     number = r"(-?[0-9]{1,300}(\.[0-9]+)?)?"
     category = f"({edge}({inner}*{edge})?)?"
     datetime = r"([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01]) ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])?"
-    kinds = {layout.label: "(0|1)", **{c: number for c in layout.numeric},
+    kinds = {**({layout.label: "(0|1)"} if layout.labeled else {}), **{c: number for c in layout.numeric},
              **{c: category for c in layout.categorical}}
     if layout.time:
         kinds[layout.time] = number if layout.time_format == "epoch" else datetime
@@ -109,7 +109,7 @@ def _fast_table(plan: TextPlan, lines):
     import pyarrow.csv as pcsv
 
     lay = plan.layout
-    types = {lay.label: pa.int32(), **{c: pa.float64() for c in lay.numeric},
+    types = {**({lay.label: pa.int32()} if lay.labeled else {}), **{c: pa.float64() for c in lay.numeric},
              **{c: pa.string() for c in lay.categorical}}
     if lay.time:
         types[lay.time] = pa.float64() if lay.time_format == "epoch" else pa.string()
@@ -122,7 +122,7 @@ def _fast_table(plan: TextPlan, lines):
         parse_options=pcsv.ParseOptions(delimiter=lay.delimiter, quote_char=False, ignore_empty_lines=False),
         convert_options=pcsv.ConvertOptions(column_types=types, include_columns=list(types), null_values=[""],
                                             strings_can_be_null=True))
-    out = [table.column(lay.label).combine_chunks()]
+    out = [table.column(lay.label).combine_chunks() if lay.labeled else pa.nulls(table.num_rows, pa.int32())]
     out += [table.column(c).combine_chunks() for c in (*lay.numeric, *lay.categorical)]
     reject = None
     if lay.time:

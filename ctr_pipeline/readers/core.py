@@ -42,6 +42,7 @@ class Layout:
     time_format: str = "%Y-%m-%d %H:%M:%S"
     delimiter: str = "\t"
     drop: tuple[str, ...] = ()
+    labeled: bool = True   # False: no label in the data (scoring new logs); the output label is null
 
     def columns(self) -> list[tuple[str, str]]:
         """(name, Spark SQL type) of the parsed row, before the quarantine fields."""
@@ -55,7 +56,8 @@ class Layout:
         return cols
 
     def declared(self) -> list[str]:
-        return [self.label, *self.numeric, *self.categorical, *([self.time] if self.time else []), *self.drop]
+        label = [self.label] if self.labeled else []
+        return [*label, *self.numeric, *self.categorical, *([self.time] if self.time else []), *self.drop]
 
 
 QUARANTINE_COLUMNS = [("_file", "string"), ("_field", "string"), ("_reason", "string"), ("_text", "string")]
@@ -130,20 +132,21 @@ def parse_time(text: Any, fmt: str, field: str) -> Optional[int]:
 # ---------------------------------------------------------------------------------------------- parsers
 
 class DacParser:
-    """Criteo Display Advertising Challenge layout: label, I1-I13, C1-C26, tab-separated, empty = missing."""
-
-    WIDTH = 40
+    """Criteo Display Advertising Challenge layout: label, I1-I13, C1-C26, tab-separated, empty = missing
+    (unlabeled, as the challenge's test set: I1-I13, C1-C26)."""
 
     def __init__(self, layout: Layout):
         self.layout = layout
-        self.num_pos = [(int(c[1:]), c) for c in layout.numeric]          # I1 is field 1
-        self.cat_pos = [(13 + int(c[1:]), c) for c in layout.categorical]  # C1 is field 14
+        first = 1 if layout.labeled else 0
+        self.width = 39 + first
+        self.num_pos = [(first - 1 + int(c[1:]), c) for c in layout.numeric]          # I1 is field 1
+        self.cat_pos = [(first + 12 + int(c[1:]), c) for c in layout.categorical]    # C1 is field 14
 
     def parse(self, line: str) -> tuple:
         fields = line.rstrip("\r\n").split(self.layout.delimiter)
-        if len(fields) != self.WIDTH:
-            raise RowError("record", f"expected {self.WIDTH} fields, found {len(fields)}")
-        out = [parse_label(fields[0])]
+        if len(fields) != self.width:
+            raise RowError("record", f"expected {self.width} fields, found {len(fields)}")
+        out = [parse_label(fields[0]) if self.layout.labeled else None]
         out += [parse_numeric(fields[i], name) for i, name in self.num_pos]
         out += [parse_categorical(fields[i]) for i, _ in self.cat_pos]
         return tuple(out)
@@ -157,7 +160,7 @@ class CsvParser:
         self.header = list(header)
         pos = {name: i for i, name in enumerate(self.header)}
         self.width = len(self.header)
-        self.label_pos = pos[layout.label]
+        self.label_pos = pos[layout.label] if layout.labeled else None
         self.num_pos = [(pos[c], c) for c in layout.numeric]
         self.cat_pos = [pos[c] for c in layout.categorical]
         self.time_pos = pos[layout.time] if layout.time else None
@@ -172,7 +175,7 @@ class CsvParser:
         fields = self.split(line)
         if len(fields) != self.width:
             raise RowError("record", f"expected {self.width} fields, found {len(fields)}")
-        out = [parse_label(fields[self.label_pos], self.layout.label)]
+        out = [None if self.label_pos is None else parse_label(fields[self.label_pos], self.layout.label)]
         out += [parse_numeric(fields[i], name) for i, name in self.num_pos]
         out += [parse_categorical(fields[i]) for i in self.cat_pos]
         if self.time_pos is not None:
@@ -217,7 +220,7 @@ class RecordParser:
     def parse(self, record: Any) -> tuple:
         get = record.__getitem__
         lay = self.layout
-        out = [parse_label(get(lay.label), lay.label)]
+        out = [parse_label(get(lay.label), lay.label) if lay.labeled else None]
         out += [parse_numeric(get(c), c) for c in lay.numeric]
         out += [parse_categorical(get(c)) for c in lay.categorical]
         if lay.time:

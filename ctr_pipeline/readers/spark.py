@@ -61,14 +61,16 @@ class InputReport:
                 "rows_quarantined": self.rows_bad, "num_features": self.num_features}
 
 
-def layout_for(cfg: Config) -> Layout:
-    """The column layout a config asks for, with the criteo_dac defaults filled in."""
+def layout_for(cfg: Config, labeled: bool = True) -> Layout:
+    """The column layout a config asks for, with the criteo_dac defaults filled in; ``labeled=False`` for
+    logs without the label (criteo_dac: the 39 fields of the challenge's test set; csv / parquet: no
+    ``input.label`` column), read only to be scored."""
     inp = cfg.input
     numeric, categorical = resolved_columns(cfg)
     delimiter = inp.delimiter or ("\t" if inp.format == "criteo_dac" else ",")
     label = "label" if inp.format in ("criteo_dac", "libsvm") else inp.label
     layout = Layout(inp.format, label, tuple(numeric), tuple(categorical), inp.time, inp.time_format,
-                    delimiter, tuple(inp.drop))
+                    delimiter, tuple(inp.drop), labeled=labeled)
     clash = [c for c in (*layout.numeric, *layout.categorical, *([inp.time] if inp.time else [])) if c in RESERVED]
     if clash:
         raise InputDataError(f"input columns {', '.join(clash)} use reserved names ({', '.join(RESERVED)}); "
@@ -148,7 +150,7 @@ def parse_input(spark: SparkSession, layout: Layout, files: list[InputFile]) -> 
     else:
         parsers = [DacParser(layout) if layout.format == "criteo_dac" else LibsvmParser(layout)] * len(files)
     if arrow.supported(layout, headers) is None:
-        positions = headers[0] if headers else dac_positions()
+        positions = headers[0] if headers else dac_positions(layout.labeled)
         fields = len(positions)
         parsed = arrow.parse_text(spark, layout, [f.uri for f in files], names, parsers, fields, positions,
                                   columns, skip_header=headers is not None)
@@ -163,9 +165,10 @@ def parse_input(spark: SparkSession, layout: Layout, files: list[InputFile]) -> 
     return spark.createDataFrame(parsed, schema=ddl, verifySchema=False)
 
 
-def dac_positions() -> dict[str, int]:
-    """Field index of every Criteo DAC column: label, I1-I13, C1-C26."""
-    names = ["label", *[f"I{i}" for i in range(1, 14)], *[f"C{i}" for i in range(1, 27)]]
+def dac_positions(labeled: bool = True) -> dict[str, int]:
+    """Field index of every Criteo DAC column: label, I1-I13, C1-C26 (no label when unlabeled)."""
+    names = ["label"] if labeled else []
+    names += [*[f"I{i}" for i in range(1, 14)], *[f"C{i}" for i in range(1, 27)]]
     return {name: i for i, name in enumerate(names)}
 
 
@@ -185,7 +188,7 @@ def partitions_for(spark: SparkSession, files: list[InputFile], scan_partitions:
     return max(spark.sparkContext.defaultParallelism, -(-text // PARTITION_BYTES), scan_partitions)
 
 
-def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str) -> InputReport:
+def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str, labeled: bool = True) -> InputReport:
     """Read and validate ``cfg.input``; write bad rows as JSON lines to ``quarantine_dir``.
 
     Parsed rows are cached, spread by hash of row_id over :func:`partitions_for` partitions when the scan
@@ -194,11 +197,15 @@ def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str) -> InputRe
     rows cost 18.8 s on top of the 23.7 s parse and first cache).
 
     Fails (InputDataError naming the first bad lines) when the malformed share exceeds
-    ``input.max_bad_share``. Call ``release()`` on the report when done with the good rows.
+    ``input.max_bad_share``. Call ``release()`` on the report when done with the good rows. Unlabeled
+    input (``labeled=False``, see :func:`layout_for`) gets a null label.
     """
     if not cfg.input.path:
         raise InputDataError("no input: pass --input PATH or set input.path in the config file")
-    layout = layout_for(cfg)
+    if not labeled and cfg.input.format == "libsvm":
+        raise InputDataError(f"{cfg.input.path}: unlabeled libsvm input is not supported (every svmlight line "
+                             "starts with its label)")
+    layout = layout_for(cfg, labeled)
     files = list_input_files(spark, cfg.input.path)
     parsed = parse_input(spark, layout, files)
     scan = parsed.rdd.getNumPartitions()

@@ -41,6 +41,8 @@ def who() -> str:
 
 
 class Registry:
+    lock_wait = 60.0   # seconds a writer waits for another writer's registry lock (held for seconds)
+
     def __init__(self, root: Location):
         self.root = root
 
@@ -62,8 +64,9 @@ class Registry:
                                                    "created_by": who()}) + "\n")
         return cls(root)
 
-    def lock(self, purpose: str, **kwargs: Any) -> Lock:
-        return Lock(self.root / "registry.lock", purpose, what=f"registry {self.root}", **kwargs)
+    def lock(self, purpose: str) -> Lock:
+        """The registry's own lock, held for seconds by register and alias moves (others wait lock_wait)."""
+        return Lock(self.root / "registry.lock", purpose, what=f"registry {self.root}", wait=self.lock_wait)
 
     # ------------------------------------------------------------------------------------ versions
     def _version_dirs(self) -> list[Location]:
