@@ -50,6 +50,15 @@ def test_the_rule_promotes_only_a_significant_calibrated_improvement():
     assert rules.decide(champ, {}, 0.0, 0.1)["action"] == "keep"
 
 
+def test_continuation_keeps_the_trees_early_stopping_would():
+    from ctr_pipeline.refresh.job import early_stop
+
+    assert early_stop([0.5, 0.4, 0.3, 0.31, 0.32, 0.33], patience=2) == 2     # no gain in 2 trees: keep 2
+    assert early_stop([0.5, 0.4, 0.41, 0.42, 0.3, 0.2], patience=2) == 1      # stopped before the late gain
+    assert early_stop([0.5, 0.4, 0.41, 0.42, 0.3, 0.2], patience=3) == 5
+    assert early_stop([0.5, 0.6, 0.7], patience=5) == 0                       # no tree helps: none added
+
+
 def test_window_identity_and_broken_windows():
     assert rules.window_key([("b", 2), ("a", 1)]) == rules.window_key([("a", 1), ("b", 2)])
     assert rules.window_key([("a", 1)]) != rules.window_key([("a", 2)])

@@ -135,9 +135,11 @@ def refresh_registry(spark, cfg, registry, champion: str, force: bool, log_path:
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as exc:
+        from training.spark_job import failure_reason
+
         log.error("refresh: failed\n%s", traceback.format_exc())
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise RunFailed(f"refresh failed, champion {champion} kept: {first} (full trace: {log_path})") from None
+        raise RunFailed(f"refresh failed, champion {champion} kept: {failure_reason(exc)} (full trace: {log_path})") \
+            from None
     line = rules.summary_line(record)
     log.info("%s", line)
     return (f"{line}\n  decision record: {job.refresh_dir(registry) / 'windows' / (key + '.json')}"

@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from ..errors import InputDataError
 from ..pipeline import run_stage, run_stages
@@ -72,49 +73,102 @@ def champion_features(spark: SparkSession, champion: ModelBundle, work: RunDir) 
 
 
 def continued(spark: SparkSession, cfg: Config, booster: Any, feats: dict[str, str], width: int) -> tuple[Any, dict]:
-    """The champion with up to refresh.extra_trees more trees, stopped early on the new validation set.
+    """The champion with up to refresh.extra_trees more trees, cut where validation MXE stops improving.
 
-    The new trees are trained on the champion's margins as base margin (what continued training does),
-    then appended to the champion's trees: xgboost.spark's ``xgb_model`` would first predict the
-    champion's trees on its QuantileDMatrix, which costs time proportional to the vector width per row
-    (measured: over 10 minutes for 800,000 demo rows, against seconds for the same margins here).
+    The new trees are trained on the champion's margins as base margin (what continued training does)
+    and appended to the champion's trees; the number kept follows XGBoost's early-stopping rule on the
+    window's validation set (no improvement for refresh.early_stopping_rounds trees), evaluated here on
+    the sparse rows. Both detours avoid xgboost.spark predicting on its QuantileDMatrix (``xgb_model``
+    predicts the champion's trees there, a validation set is evaluated there every round), which on wide
+    sparse vectors costs time in proportion to the width per row: measured at 800,000 demo rows, more
+    than 10 minutes each, against seconds for the same margins here.
     """
-    from pyspark.sql import functions as F
     from xgboost import Booster
     from xgboost.spark import SparkXGBClassifier
 
     from evaluation.scoring import predict_features
     from features.spark_io import read_features
-    from training.core import VALIDATION_FLAG, estimator_params, workers_for
+    from training.core import estimator_params, workers_for
     from training.refresh import Trees
-    from training.spark_job import whole_partition_batches
 
     from ..spark import task_slots
 
     r = cfg.refresh
-    params = estimator_params(cfg)
+    params = {k: v for k, v in estimator_params(cfg).items() if k != "validation_indicator_col"}
     params["num_workers"] = workers_for(params["num_workers"], task_slots(spark), cfg.source_of("training.num_workers"))
-    params.update(n_estimators=r.extra_trees, validation_indicator_col=VALIDATION_FLAG, base_margin_col="base_margin",
-                  early_stopping_rounds=r.early_stopping_rounds)
+    params.update(n_estimators=r.extra_trees, base_margin_col="base_margin")
     raw = {"champion": bytes(booster.save_raw("ubj"))}
-    parts = []
-    for split, flag in (("train", False), ("validation", True)):
-        margins = predict_features(spark, raw, spark.read.parquet(feats[split]), width, margin=True)
-        parts.append(read_features(spark, feats[split]).withColumn(VALIDATION_FLAG, F.lit(flag))
-                     .join(margins.select("row_id", F.col("p_champion").alias("base_margin")), "row_id"))
-    if "weight" in parts[0].columns:
+    margins = predict_features(spark, raw, spark.read.parquet(feats["train"]), width, margin=True)
+    train = read_features(spark, feats["train"]).join(
+        margins.select("row_id", F.col("p_champion").alias("base_margin")), "row_id")
+    if "weight" in train.columns:
         params["weight_col"] = "weight"
-    with whole_partition_batches(spark, enabled=True):
-        model = SparkXGBClassifier(**params).fit(parts[0].unionByName(parts[1]))
-    added = model.get_booster()
-    best = added.attr("best_iteration")
-    if best is not None and int(best) + 1 < added.num_boosted_rounds():
-        added = added[: int(best) + 1]
+    added = SparkXGBClassifier(**params).fit(train).get_booster()
+    curve = validation_curve(spark, raw["champion"], bytes(added.save_raw("ubj")), feats["validation"], width)
+    keep = early_stop(curve, r.early_stopping_rounds)
     trees = Trees.from_json(bytes(booster.save_raw("json")))
-    trees.extend(Trees.from_json(bytes(added.save_raw("json"))))
+    if keep:
+        trees.extend(Trees.from_json(bytes(added[:keep].save_raw("json"))))
     out = Booster()
     out.load_model(bytearray(trees.to_json()))
-    return out, {"trees_before": booster.num_boosted_rounds(), "trees_added": added.num_boosted_rounds()}
+    return out, {"trees_before": booster.num_boosted_rounds(), "trees_trained": added.num_boosted_rounds(),
+                 "trees_added": keep, "validation_mxe": curve}
+
+
+def early_stop(curve: list[float], patience: int) -> int:
+    """How many added trees XGBoost's early stopping keeps, from validation MXE after 0, 1, 2... added
+    trees: training stops once the best has not improved for ``patience`` trees; the best is kept."""
+    best = 0
+    for k in range(1, len(curve)):
+        if k - best > patience:
+            break
+        if curve[k] < curve[best]:
+            best = k
+    return best
+
+
+def validation_curve(spark: SparkSession, champion: bytes, added: bytes, path: str, width: int) -> list[float]:
+    """Validation MXE of the champion plus the first k added trees, for k = 0 .. all (weighted)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from features.spark_io import batch_csr
+
+    shared = spark.sparkContext.broadcast((champion, added))
+    df = spark.read.parquet(path)
+    weight = "weight" if "weight" in df.columns else None
+
+    def losses(batches):
+        import xgboost
+
+        models = []
+        for raw in shared.value:
+            b = xgboost.Booster()
+            b.load_model(bytearray(raw))
+            b.set_param({"nthread": 1})
+            models.append(b)
+        rounds = models[1].num_boosted_rounds()
+        sums, total = np.zeros(rounds + 1), 0.0
+        for b in batches:
+            if b.num_rows == 0:
+                continue
+            csr = batch_csr(b, width)
+            y = b.column("label").to_numpy(zero_copy_only=False).astype(np.float64)
+            w = b.column(weight).to_numpy(zero_copy_only=False) if weight else np.ones(b.num_rows)
+            base = models[0].inplace_predict(csr, missing=0.0, predict_type="margin", validate_features=False)
+            dm = xgboost.DMatrix(csr, missing=0.0, base_margin=base)
+            for k in range(rounds + 1):
+                margin = base if k == 0 else models[1].predict(dm, output_margin=True, iteration_range=(0, k))
+                p = np.clip(1.0 / (1.0 + np.exp(-np.asarray(margin, np.float64))), 1e-15, 1 - 1e-15)
+                sums[k] += float(np.sum(w * -(y * np.log(p) + (1 - y) * np.log1p(-p))))
+            total += float(w.sum())
+        yield pa.RecordBatch.from_arrays([pa.array(np.arange(rounds + 1, dtype=np.int32)), pa.array(sums),
+                                          pa.array(np.full(rounds + 1, total))], names=["k", "loss", "weight"])
+
+    got = (df.select("label", *([weight] if weight else []), "features")
+           .mapInArrow(losses, "k int, loss double, weight double").groupBy("k")
+           .agg(F.sum("loss").alias("loss"), F.sum("weight").alias("weight")).orderBy("k").collect())
+    return [r["loss"] / r["weight"] for r in got]
 
 
 def build_challengers(spark: SparkSession, cfg: Config, champion: ModelBundle, work: RunDir,
