@@ -2,7 +2,7 @@
 
 Windows are 10,000 demo rows: too few for the default rule (margin 0, calibration within 1 +- 0.1) to
 promote reliably, so these tests use a permissive margin; the rule itself is tested on its own below and
-the default rule's promotion at 50,000 rows is in bench/refresh_compare.py.
+the default rule's promotion at 1M rows is in bench/refresh_compare.py (README "Performance").
 """
 import gzip
 import json

@@ -9,12 +9,13 @@
    new validation set), ``retrain`` (optional: the features and train stages from scratch).
 4. Champion and challengers scored on the same new holdout (the test set); metrics and the evaluate
    stage's paired bootstrap against the champion.
-5. The rule (:func:`ctr_pipeline.refresh.decide.decide`); then, under the registry's own lock, the best
-   challenger becomes a version with the ``challenger`` alias, the ``champion`` alias moves only when
-   the rule says so, and the decision record is written, last of all the window's marker.
+5. The rule (:func:`ctr_pipeline.refresh.decide.decide`); then, each write under the registry's own
+   lock, the best challenger becomes a version with the ``challenger`` alias, the ``champion`` alias
+   moves only when the rule says so, and the decision record is written, last of all the window's marker.
 
-Nothing reaches the registry before step 5, so a refresh killed earlier leaves it as it was; a version
-made for this window by a killed run is found again by its lineage instead of being copied twice.
+Nothing reaches the registry's versions or aliases before step 5 (the work directory and the logs live
+under ``REGISTRY/refresh/``), so a refresh killed earlier leaves them as they were; a version made for
+this window by a killed run is found again by its lineage instead of being copied twice.
 """
 from __future__ import annotations
 
@@ -274,7 +275,7 @@ def record_refusal(registry: Registry, key: str, files: list, champion: str, rea
 
 
 def publish(registry: Registry, record: dict, bundle: Optional[ModelBundle]) -> None:
-    """Under the registry lock's protection of each step: version (found again if a killed run made it),
+    """In this order, each registry write under its lock: version (found again if a killed run made it),
     challenger alias, champion alias when promoted, decision record, window marker (last)."""
     key, d = record["window"]["key"], record["decision"]
     if bundle is not None:
