@@ -1,5 +1,6 @@
 """The whole pipeline with its input, config and run directory on S3 (moto's server, real HTTP), Spark
-included through the S3A connector; a second identical command skips every stage."""
+included through the S3A connector; a second identical command skips every stage; then the model goes
+into a registry on S3, is refreshed on a second window and scores it, all on S3."""
 import json
 import subprocess
 
@@ -19,7 +20,7 @@ def run_cli(args, env, cwd):
     return done
 
 
-def test_run_on_s3_completes_then_skips(aws, demo_tsv, tmp_path):
+def test_run_on_s3_completes_then_skips_then_registry_refresh_and_scoring(aws, demo_tsv, tmp_path):
     from ctr_pipeline.aws import client
     from ctr_pipeline.runs import STAGES, RunDir
 
@@ -62,3 +63,30 @@ def test_run_on_s3_completes_then_skips(aws, demo_tsv, tmp_path):
     second = run_cli(args, env, tmp_path)
     assert second.stderr.count("already complete") == len(STAGES)
     assert run.manifest()["stages"] == manifest["stages"]
+
+    # The registry, the refresh job (its work directory, lock, logs, decision) and scoring on S3.
+    from ctr_pipeline.demo_data import generate
+    from ctr_pipeline.registry.store import Registry
+
+    day2 = tmp_path.parent / "day2.tsv.gz"
+    generate(5_000, day2, seed=11, day=2, drift=0.4)
+    s3.upload_file(str(day2), BUCKET, "logs/day=2/demo.tsv.gz")
+    models = f"s3://{BUCKET}/models"
+    run_cli(["models", "register", f"s3://{BUCKET}/runs/r1", "--registry", models, "--promote", "champion"],
+            env, tmp_path)
+    refreshed = run_cli(["refresh", "--registry", models, "--input", f"s3://{BUCKET}/logs/day=2/",
+                         "--set", "refresh.extra_trees=0", "--set", "refresh.bootstrap=20"], env, tmp_path)
+    assert "decision record: " + models in refreshed.stdout
+    registry = Registry.open(models, aws)
+    assert [v["version"] for v in registry.versions()] == ["v1", "v2"]
+    assert registry.alias_doc("challenger")["version"] == "v2"
+    assert registry.versions()[1]["lineage"]["parent"] == "v1"
+    assert len((registry.root / "refresh" / "windows").iterdir()) == 1
+    assert len((registry.root / "refresh" / "logs").iterdir()) == 1
+    assert not (registry.root / "refresh" / "refresh.lock").exists()
+    scored = run_cli(["score", "--model", f"{models}@v2", "--input", f"s3://{BUCKET}/logs/day=2/",
+                      "--out", f"s3://{BUCKET}/scores/day2"], env, tmp_path)
+    assert "scored 5,000 rows" in scored.stdout
+    report = json.loads(s3.get_object(Bucket=BUCKET, Key="scores/day2/report.json")["Body"].read())
+    assert report["rows_scored"] == 5_000 and report["model_info"]["version"] == "v2"
+    assert list(tmp_path.iterdir()) == []                       # still nothing on the local disk
