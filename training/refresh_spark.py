@@ -30,9 +30,26 @@ log = logging.getLogger("ctr_pipeline.training")
 _MARGINS: dict[tuple, tuple[int, np.ndarray]] = {}
 
 
+def leaf_dtype(trees: Trees) -> str:
+    """The smallest integer type that holds every node id: leaf ids travel packed, one per tree and row."""
+    most = max((len(t["parents"]) for t in trees.trees), default=1)
+    return "uint8" if most <= 1 << 8 else "uint16" if most <= 1 << 16 else "int32"
+
+
+def packed_leaves(column, rows: int, dtype: str) -> np.ndarray:
+    """(rows, trees) leaf ids of a binary column written by :func:`leaves_of` (no copy)."""
+    offsets = np.frombuffer(column.buffers()[1], np.int32)[column.offset: column.offset + rows + 1]
+    size = np.dtype(dtype).itemsize
+    flat = np.frombuffer(column.buffers()[2], dtype, count=(offsets[-1] - offsets[0]) // size,
+                         offset=int(offsets[0]))
+    return flat.reshape(rows, -1)
+
+
 def leaves_of(spark: SparkSession, booster_raw: bytes, features: DataFrame, width: int,
-              weight_col: Optional[str]) -> DataFrame:
-    """label, w, leaves (array of leaf node ids, one per tree) of stored feature rows (struct column)."""
+              weight_col: Optional[str], dtype: str) -> DataFrame:
+    """label, w, leaves (every tree's leaf node id as ``dtype``, packed in one binary value) of stored
+    feature rows (struct column). Packed ids cost a job a byte per tree and row for depth <= 7 trees (an
+    array of ints cost 4 bytes and offsets)."""
     import pyarrow as pa
 
     shared = spark.sparkContext.broadcast(booster_raw)
@@ -48,20 +65,21 @@ def leaves_of(spark: SparkSession, booster_raw: bytes, features: DataFrame, widt
             if b.num_rows == 0:
                 continue
             got = booster.predict(xgboost.DMatrix(batch_csr(b, width), missing=0.0), pred_leaf=True)
-            got = np.asarray(got, dtype=np.int32).reshape(b.num_rows, -1)
-            w = b.column("w").cast(pa.float64())
-            lists = pa.ListArray.from_arrays(pa.array(np.arange(0, got.size + 1, got.shape[1], dtype=np.int32)),
-                                             pa.array(got.ravel()))
-            yield pa.RecordBatch.from_arrays([b.column("label").cast(pa.int32()), w, lists],
-                                             names=["label", "w", "leaves"])
+            got = np.ascontiguousarray(np.asarray(got).reshape(b.num_rows, -1).astype(dtype))
+            row_bytes = got.shape[1] * got.itemsize
+            offsets = np.arange(0, got.size * got.itemsize + 1, row_bytes, dtype=np.int32)
+            packed = pa.BinaryArray.from_buffers(pa.binary(), b.num_rows,
+                                                 [None, pa.py_buffer(offsets), pa.py_buffer(got.tobytes())])
+            yield pa.RecordBatch.from_arrays([b.column("label").cast(pa.int32()), b.column("w").cast(pa.float64()),
+                                              packed], names=["label", "w", "leaves"])
 
     w = F.col(weight_col).cast("double") if weight_col else F.lit(1.0)
     return (features.select(F.col("label").cast("int").alias("label"), w.alias("w"), "features")
-            .mapInArrow(leaves, "label int, w double, leaves array<int>"))
+            .mapInArrow(leaves, "label int, w double, leaves binary"))
 
 
 def _stats_job(rows: DataFrame, trees: Trees, t: int, values: list[np.ndarray], params: RefreshParams,
-               token: str) -> tuple[np.ndarray, np.ndarray]:
+               token: str, dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """Sums of g and h per leaf of tree ``t`` over all rows (margins from the refreshed trees before t)."""
     import pyarrow as pa
 
@@ -76,8 +94,7 @@ def _stats_job(rows: DataFrame, trees: Trees, t: int, values: list[np.ndarray], 
         for k, b in enumerate(batches):
             if b.num_rows == 0:
                 continue
-            flat = b.column("leaves").values.to_numpy(zero_copy_only=False)
-            leaves = flat.reshape(b.num_rows, -1)
+            leaves = packed_leaves(b.column("leaves"), b.num_rows, dtype)
             key = (token, part, k)
             done, margin = _MARGINS.get(key, (0, None))
             if margin is None or len(margin) != b.num_rows or done > t:
@@ -112,14 +129,15 @@ def refresh(spark: SparkSession, booster: Any, features: DataFrame, width: int, 
 
     t0 = time.perf_counter()
     trees = Trees.from_json(bytes(booster.save_raw("json")))
-    rows = leaves_of(spark, bytes(booster.save_raw("ubj")), features, width, weight_col)
+    dtype = leaf_dtype(trees)
+    rows = leaves_of(spark, bytes(booster.save_raw("ubj")), features, width, weight_col, dtype)
     rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
         n = rows.count()
         values: list[np.ndarray] = []
         token = uuid.uuid4().hex
         for t in range(len(trees)):
-            g, h = _stats_job(rows, trees, t, values, params, token)
+            g, h = _stats_job(rows, trees, t, values, params, token, dtype)
             trees.refresh(t, *trees.node_sums(t, g, h), params)
             values.append(trees.leaf_values(t))
             if (t + 1) % 10 == 0 or t + 1 == len(trees):
