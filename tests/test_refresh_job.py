@@ -86,6 +86,32 @@ def test_a_done_window_is_skipped_unless_forced(monkeypatch, tmp_path):
     assert "kept v1" in refresh_registry(None, cfg, reg, "v1", True, "log") and len(ran) == 1
 
 
+def test_a_publish_cut_short_is_finished_by_the_rerun_without_a_second_version(tmp_path, monkeypatch):
+    from ctr_pipeline.refresh import job
+
+    from .test_registry import fake_bundle
+
+    reg = Registry.open(str(tmp_path / "reg"), create=True)
+    reg.promote(reg.register(fake_bundle(tmp_path, "day1", 0.2)))
+    record = {"at": "t", "window": {"key": "k2", "files": []}, "champion": {"version": "v1", "holdout": {"mxe": 0.2}},
+              "candidates": {}, "decision": {"action": "promote", "winner": "refresh", "best": "refresh",
+                                             "reason": "better"}}
+    real_promote = Registry.promote
+
+    def killed_after_register(self, *args, **kwargs):
+        raise KeyboardInterrupt("killed")          # the process dies right after the version is written
+
+    monkeypatch.setattr(Registry, "promote", killed_after_register)
+    with pytest.raises(KeyboardInterrupt):
+        job.publish(reg, dict(record, decision=dict(record["decision"])), fake_bundle(tmp_path, "day2", 0.19))
+    assert state(reg) == (["v1", "v2"], {"champion": "v1"})              # a version, no alias moved, no marker
+    assert job.done_before(reg, "k2") is None
+    monkeypatch.setattr(Registry, "promote", real_promote)
+    job.publish(reg, dict(record, decision=dict(record["decision"])), fake_bundle(tmp_path, "day2", 0.19))
+    assert state(reg) == (["v1", "v2"], {"champion": "v2", "challenger": "v2"})   # v2 found again by lineage
+    assert job.done_before(reg, "k2")["decision"]["version"] == "v2"
+
+
 # ---------------------------------------------------------------------------------------------- on Spark
 
 @pytest.fixture(scope="module")
