@@ -219,3 +219,28 @@ def test_a_second_refresh_is_refused_and_a_killed_one_changes_nothing(spark, day
     assert record["facts"]["retrain"]["trees"] == 20 and record["facts"]["retrain"]["seconds"] > 0
     logs = list((refresh_dir(reg) / "logs").iterdir())
     assert len(logs) == 2 and any("refresh: skipped" in p.read_text() for p in logs)
+
+
+def test_the_invocation_log_gets_everything_and_the_console_what_it_showed(tmp_path):
+    import io
+    import logging
+
+    from ctr_pipeline.refresh.cli import invocation_log
+    from ctr_pipeline.storage import Location
+
+    logger = logging.getLogger("ctr_pipeline")
+    console = logging.StreamHandler(io.StringIO())
+    saved = (logger.level, logger.handlers)
+    logger.handlers = [console]
+    logger.setLevel(logging.WARNING)                                    # as `ctr-pipeline -q` sets it
+    try:
+        with invocation_log(Location.of(tmp_path / "logs")) as path:
+            logging.getLogger("ctr_pipeline.refresh").info("building challengers")
+            logging.getLogger("ctr_pipeline.refresh").warning("no validation set")
+    finally:
+        logger.handlers = saved[1]
+        logger.setLevel(saved[0])
+    assert console.stream.getvalue() == "no validation set\n"
+    text = open(path).read()
+    assert "INFO ctr_pipeline.refresh building challengers" in text and "WARNING" in text
+    assert console.level == logging.NOTSET

@@ -47,14 +47,19 @@ def invocation_log(folder: Location) -> Iterator[str]:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         handler.setLevel(logging.INFO)
         logger = logging.getLogger("ctr_pipeline")
-        logger.addHandler(handler)
         old_level = logger.level
+        shown = {h: h.level for h in logger.handlers}     # the console keeps showing what it showed (-q)
+        for h in shown:
+            h.setLevel(max(h.level, old_level))
+        logger.addHandler(handler)
         logger.setLevel(min(old_level or logging.INFO, logging.INFO))
         try:
             yield str(folder / name)
         finally:
             logger.removeHandler(handler)
             logger.setLevel(old_level)
+            for h, level in shown.items():
+                h.setLevel(level)
             handler.close()
             if not folder.is_local:
                 (folder / name).write_bytes((local / name).read_bytes())
