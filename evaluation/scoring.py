@@ -50,15 +50,14 @@ def _booster(key: str, raw: bytes, threads: int, keep: int = 1):
     return _BOOSTERS[key]
 
 
-def predictions(spark: SparkSession, bundle: ModelBundle, rows: DataFrame, w: Optional[float]) -> DataFrame:
-    """row_id, label, p_ctr[, p_ctr_recalibrated] of raw typed rows (the reader's columns)."""
+def predictions(spark: SparkSession, bundle: ModelBundle, t: Any, rows: DataFrame, w: Optional[float]) -> DataFrame:
+    """row_id, label, p_ctr[, p_ctr_recalibrated] of raw typed rows (the reader's columns), encoded with
+    ``t`` (the bundle's fitted transform)."""
     import pyarrow as pa
 
     from features.encode import encode
     from features.spark_job import check_columns
-    from features.state import FittedTransform
 
-    t = FittedTransform.load(bundle.transform)
     check_columns(rows, t.spec, "the input to score")
     raw = bundle.booster.read_bytes()
     key = hashlib.sha256(raw).hexdigest()
@@ -124,14 +123,13 @@ def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: 
     return features.select("row_id", "label", w.alias("w"), "features").mapInArrow(score, ddl)
 
 
-def vocabulary_drift(spark: SparkSession, bundle: ModelBundle, rows: DataFrame) -> dict[str, dict[str, Any]]:
-    """Per vocabulary column: rows with a value, how many are out of the train vocabulary, the share."""
+def vocabulary_drift(spark: SparkSession, t: Any, rows: DataFrame) -> dict[str, dict[str, Any]]:
+    """Per vocabulary column of the fitted transform ``t``: rows with a value, how many are out of the
+    train vocabulary, the share."""
     import pyarrow as pa
 
     from features.encode import vocabulary_misses
-    from features.state import FittedTransform
 
-    t = FittedTransform.load(bundle.transform)
     if not t.vocab:
         return {}
     shared = spark.sparkContext.broadcast(t)
@@ -183,14 +181,17 @@ def score(spark: SparkSession, bundle: ModelBundle, cfg: Config, out: Location,
           labeled: bool = True) -> dict[str, Any]:
     """Score ``cfg.input.path`` with ``bundle`` into ``out`` (see the module docstring); returns the report.
     ``labeled=False`` reads logs without the label column (the predictions' label is then null)."""
+    from features.state import FittedTransform
+
     w = negative_rate(cfg)
     report = read_input(spark, cfg, str(out / "quarantine"), labeled=labeled)
     try:
         rows = report.good
         log.info("score: %s rows read, %s quarantined; scoring with %s", f"{report.rows_read:,}",
                  f"{report.rows_bad:,}", bundle.label)
-        predictions(spark, bundle, rows, w).write.parquet(str(out / "predictions"))
-        drift = vocabulary_drift(spark, bundle, rows)
+        t = FittedTransform.load(bundle.transform)
+        predictions(spark, bundle, t, rows, w).write.parquet(str(out / "predictions"))
+        drift = vocabulary_drift(spark, t, rows)
     finally:
         report.release()
     doc = {"model": bundle.label, "model_info": {k: bundle.info.get(k) for k in ("version", "lineage", "source_run")

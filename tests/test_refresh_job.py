@@ -209,10 +209,14 @@ def test_a_second_refresh_is_refused_and_a_killed_one_changes_nothing(spark, day
         first.wait()
     assert state(reg) == before and not (refresh_dir(reg) / "windows").exists()
     assert (refresh_dir(reg) / "refresh.lock").exists()            # left by the killed process
+    [work] = (refresh_dir(reg) / "work").iterdir()
+    sampled = RunDir(work).stage_record("sample")                 # the killed run had drawn the sets
+    assert sampled["status"] == "complete"
     cfg = refresh_config(reg, days[2], "refresh.full_retrain=true")   # the rerun also retrains from scratch
     with Lock(refresh_dir(reg) / "refresh.lock", "refresh", heartbeat=0):   # stale: its pid is gone
         text = refresh_registry(spark, cfg, reg, "v1", False, "log")
     assert "-> promoted" in text and state(reg)[0] == ["v1", "v2"]
+    assert RunDir(work).stage_record("sample")["token"] == sampled["token"]   # resumed from them, not redrawn
     [marker] = (refresh_dir(reg) / "windows").iterdir()
     record = json.loads(marker.read_text())
     assert set(record["candidates"]) == {"refresh", "continuation", "retrain"}

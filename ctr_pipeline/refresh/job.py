@@ -54,12 +54,10 @@ def done_before(registry: Registry, key: str) -> Optional[dict[str, Any]]:
 
 # ---------------------------------------------------------------------------------------------- steps
 
-def champion_features(spark: SparkSession, champion: ModelBundle, work: RunDir) -> tuple[dict[str, str], int]:
-    """The window's sets through the champion's transform: feature Parquet per set, and the width."""
+def champion_features(spark: SparkSession, t: Any, work: RunDir) -> dict[str, str]:
+    """The window's sets through the champion's fitted transform ``t``: feature Parquet per set."""
     from features.spark_job import check_columns, transform, write_features
-    from features.state import FittedTransform
 
-    t = FittedTransform.load(champion.transform)
     out, paths = work.root / "champion_features", {}
     splits = work.path_of("sample")
     for name in SPLIT_NAMES:
@@ -70,7 +68,7 @@ def champion_features(spark: SparkSession, champion: ModelBundle, work: RunDir) 
         (out / name).rmtree()
         write_features(transform(spark, t, df), t.width, str(out / name))
         paths[name] = str(out / name)
-    return paths, t.width
+    return paths
 
 
 def continued(spark: SparkSession, cfg: Config, booster: Any, feats: dict[str, str], width: int) -> tuple[Any, dict]:
@@ -310,7 +308,10 @@ def run(spark: SparkSession, cfg: Config, registry: Registry, champion_version: 
     problem = rules.window_problem(ctr, (summary or {}).get("ctr"), cfg.refresh.max_ctr_ratio)
     if problem:
         raise InputDataError(f"{cfg.input.path}: window refused: {problem}")
-    feats, width = champion_features(spark, champion, work)
+    from features.state import FittedTransform
+
+    transform = FittedTransform.load(champion.transform)
+    feats, width = champion_features(spark, transform, work), transform.width
     if "train" not in feats or "test" not in feats:
         raise InputDataError(f"{cfg.source_of('sampling.test')}: the refresh needs train and test (holdout) sets "
                              "from the window; set sampling.train and sampling.test above 0")
@@ -329,7 +330,7 @@ def run(spark: SparkSession, cfg: Config, registry: Registry, champion_version: 
         champ, cands = compare(df, names, cfg)
     finally:
         df.unpersist()
-    vocab = vocabulary_drift(spark, champion, spark.read.parquet(str(work.path_of("sample") / "test")))
+    vocab = vocabulary_drift(spark, transform, spark.read.parquet(str(work.path_of("sample") / "test")))
     decision = rules.decide(champ, cands, cfg.refresh.margin, cfg.refresh.calibration_band)
     record = {"at": now_utc(), "window": {"key": key, "files": files, "input": cfg.input.path,
                                           "rows": work.stage_record("sample")["rows"]},
