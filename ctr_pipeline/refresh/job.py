@@ -78,9 +78,10 @@ def continued(spark: SparkSession, cfg: Config, booster: Any, feats: dict[str, s
     and appended to the champion's trees; the number kept follows XGBoost's early-stopping rule on the
     window's validation set (no improvement for refresh.early_stopping_rounds trees), evaluated here on
     the sparse rows. Both detours avoid xgboost.spark predicting on its QuantileDMatrix (``xgb_model``
-    predicts the champion's trees there, a validation set is evaluated there every round), which on wide
-    sparse vectors costs time in proportion to the width per row: measured at 800,000 demo rows, more
-    than 10 minutes each, against seconds for the same margins here.
+    predicts the champion's trees there, a validation set is evaluated there every round), which is very
+    slow on these wide sparse vectors: at 800,000 demo rows the two fits sat in XGBoost's QuantileDMatrix
+    predictor (seen with py-spy) for about 9 and 6 minutes before I stopped them; this whole challenger
+    then took 90 s. Why that predictor is slow was not investigated.
     """
     from xgboost import Booster
     from xgboost.spark import SparkXGBClassifier
