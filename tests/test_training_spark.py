@@ -106,7 +106,10 @@ def test_injected_failure_is_retried_from_the_checkpoint(spark, prepared, tmp_pa
     with caplog.at_level("WARNING", logger="ctr_pipeline"):
         run_stage("train", cfg, again, lambda: spark, force=False)
     assert (again.root / "checkpoints" / "failed-once").exists()
-    assert "attempt 1 of 3 failed" in caplog.text and "injected failure" in caplog.text
+    assert "attempt 1 of 3 failed" in caplog.text
+    # Spark reports the first barrier task to fail: the one that raised, or its peer whose collective
+    # call broke when the other left (XGBoost's result.cc error); either is the reason for attempt 1.
+    assert "injected failure" in caplog.text or "collective" in caplog.text
     history = json.loads((again.path_of("train") / "history.json").read_text())
     assert len(history["training"]["logloss"]) == 30                  # rounds 1-10 from the checkpoint
     np.testing.assert_allclose(predictions(spark, again, again.path_of("train")), reference, rtol=0, atol=1e-6)
