@@ -17,8 +17,10 @@ def run_config(tmp_path, config, *sets):
 
 
 def test_talkingdata_end_to_end(tmp_path, shared_data):
+    # the shipped config at a test's cost: fewer trees (its 200 with early stopping are in `make bench`)
     proc = run_config(tmp_path, "talkingdata.yaml", f"input.path={shared_data}/"
-                                                    "talkingdata_adtracking_train_sample_100k.csv.gz")
+                                                    "talkingdata_adtracking_train_sample_100k.csv.gz",
+                      "training.n_estimators=40", "evaluation.bootstrap=50")
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     sample = manifest["stages"]["sample"]
@@ -37,7 +39,7 @@ def test_criteo_dac_sample_as_csv(tmp_path, shared_data):
     proc = run_config(tmp_path, "example.yaml", f"input.path={shared_data}/deepctr_criteo_sample_200.csv.gz",
                       "input.format=csv", f"input.numeric=[{cols}]", f"input.categorical=[{cats}]",
                       "sampling.train=0.5", "sampling.validation=0", "sampling.test=0.5",
-                      "training.n_estimators=5")
+                      "training.n_estimators=5", "evaluation.baselines=[]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "evaluation" / "metrics.json").read_text())
     assert metrics["test"]["rows"] + json.loads((tmp_path / "run" / "manifest.json").read_text())[

@@ -127,7 +127,8 @@ def test_out_of_time_split(spark, tmp_path):
     assert min(test_times) > max(train_times) and max(test_times) == start + 1999 * 60
 
 
-@pytest.mark.parametrize("runner", ["inline", "local", "spark"])
+# mrjob's spark runner (a spark-submit of its own, about a minute here) runs in `make test-all`
+@pytest.mark.parametrize("runner", ["inline", "local", pytest.param("spark", marks=pytest.mark.slow)])
 def test_mrjob_engine_selects_the_same_rows_as_spark(spark, tmp_path, demo_tsv, runner):
     sets = ["sampling.train=2000", "sampling.validation=0.1", "sampling.test=0.2", "sampling.seed=17",
             "sampling.stratify_by=label"]
