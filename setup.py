@@ -11,7 +11,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=[p + suffix for p in STAGE_PACKAGES for suffix in ("", ".*")]),
-    package_data={"ctr_pipeline": ["py.typed", "log4j2.properties"]},
+    package_data={"ctr_pipeline": ["py.typed", "log4j2.properties"],
+                  "zeppelin": ["notes/*.zpln", "notebooks/*.ipynb"]},
     install_requires=[
         # EMR 7.x runs Spark 3.5: keep local == cluster.
         "pyspark>=3.5,<3.6",
@@ -26,6 +27,8 @@ setup(
         "mrjob==0.7.4",
         "boto3>=1.28",
         "PyYAML>=6.0",
+        # the analysis notes' Jupyter twins are written with nbformat (zeppelin/render.py)
+        "nbformat>=5.9",
     ],
     extras_require={
         "dev": [
@@ -34,6 +37,9 @@ setup(
             "moto[server]>=5.0",
             "psutil>=5.9",
             "scikit-learn>=1.3",
+            # the Jupyter notebooks are executed by a real kernel in the tests
+            "nbclient>=0.10",
+            "ipykernel>=6.29",
         ],
     },
     entry_points={"console_scripts": ["ctr-pipeline=ctr_pipeline.cli:main"]},

@@ -106,9 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .refresh.cli import add_parser as add_refresh_parser
     from .registry.cli import add_parser as add_models_parser
 
+    from zeppelin.cli import add_parser as add_notes_parser
+
     add_emr_parser(sub)
     add_models_parser(sub)
     add_refresh_parser(sub)
+    add_notes_parser(sub)
     return parser
 
 

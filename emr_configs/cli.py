@@ -23,7 +23,8 @@ VERBS = {"up": "upload the wheel, bootstrap and entry script to the artifacts pr
          "refresh": "run 'ctr-pipeline refresh' on a registry and a new window as a step (on --cluster-id, or "
                     "--up a new cluster; with --transient it ends after the step)",
          "status": "the cluster's state and each step's state", "logs": "the tail of a step's stderr log",
-         "down": "terminate the cluster", "policies": "the IAM policies the definition's roles need (JSON)"}
+         "down": "terminate the cluster", "policies": "the IAM policies the definition's roles need (JSON)",
+         "notes": "wait until the cluster is up, then import the analysis notes into its Zeppelin (port 8890)"}
 PROJECT = Path(__file__).resolve().parent.parent
 DRY_RUN_HELP = "print the requests that upload or create anything (JSON, in order) and send nothing"
 
@@ -36,6 +37,13 @@ def add_parser(sub: Any) -> None:
                              "Run the pipeline on AWS EMR: up -> submit -> status / logs -> down.", VERBS):
         _add_config_flags(p)
         p.add_argument("--definition", metavar="FILE", help="cluster definition YAML (default: emr.definition)")
+        if verb == "notes":
+            from zeppelin.cli import add_deploy_flags
+
+            p.add_argument("--cluster-id", required=True, metavar="ID", help="the cluster (j-...)")
+            add_deploy_flags(p, url_required=False)
+            p.set_defaults(handler=run_verb)
+            continue
         if verb in ("status", "logs", "down"):
             p.add_argument("--cluster-id", required=True, metavar="ID", help="the cluster (j-...)")
         if verb in ("up", "submit", "refresh"):
@@ -87,7 +95,7 @@ def run_verb(args: argparse.Namespace) -> int:
     """Handler of every ``emr`` verb; returns the exit code."""
     cfg, defn, settings = _context(args)
     handler = {"up": _up, "submit": _submit, "refresh": _refresh, "status": _status, "logs": _logs, "down": _down,
-               "policies": _policies}[args.verb]
+               "policies": _policies, "notes": _notes}[args.verb]
     return handler(args, cfg, make_launcher(defn, settings))
 
 
@@ -174,6 +182,20 @@ def _config_bytes(args: argparse.Namespace) -> bytes:
     from ctr_pipeline.storage import Location
 
     return Location.of(args.config).read_bytes()
+
+
+def _notes(args, cfg, launcher) -> int:
+    """The notes into the cluster's Zeppelin: --zeppelin URL (e.g. an SSH tunnel), else the primary
+    node's public DNS name on port 8890."""
+    from zeppelin.cli import deploy_to
+
+    cluster = launcher.wait_until_up(args.cluster_id, cfg.emr.poll_seconds)
+    apps = [a.get("Name") for a in cluster.get("Applications", [])]
+    if "Zeppelin" not in apps:
+        raise UserError(f"cluster {args.cluster_id} runs {', '.join(apps) or 'no applications'} but not Zeppelin; "
+                        "add Zeppelin to 'applications' in the cluster definition and start a new cluster")
+    url = args.zeppelin or f"http://{cluster.get('MasterPublicDnsName')}:8890"
+    return deploy_to(url, args.user)
 
 
 def _status(args, cfg, launcher) -> int:

@@ -197,6 +197,23 @@ class Launcher:
             raise UserError(f"cluster {cluster_id} is {state}; start one with 'ctr-pipeline emr up' "
                             "or use 'emr submit --up'")
 
+    def wait_until_up(self, cluster_id: str, poll_seconds: float) -> dict:
+        """Poll until the cluster is WAITING or RUNNING (its applications up); returns DescribeCluster's
+        ``Cluster``. A cluster that terminates first is a RunFailed with EMR's reason."""
+        last = None
+        while True:
+            cluster = self.cluster(cluster_id)
+            state = cluster["Status"]["State"]
+            if state in ("WAITING", "RUNNING"):
+                return cluster
+            if state.startswith("TERMINAT"):
+                reason = (cluster["Status"].get("StateChangeReason") or {}).get("Message") or "no reason given"
+                raise RunFailed(f"cluster {cluster_id} is {state} ({reason})")
+            if state != last:
+                self.say(f"emr: cluster {cluster_id} is {state}; waiting for it to be up")
+                last = state
+            self.sleep(poll_seconds)
+
     def steps(self, cluster_id: str) -> list[dict]:
         """ListSteps' summaries of every step of the cluster, oldest first (all pages)."""
         emr, found, marker = self._client("emr"), [], None

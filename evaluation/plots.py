@@ -73,6 +73,16 @@ def learning_curves(history: Mapping[str, Mapping[str, Sequence[float]]], best: 
     return _png(plt, fig)
 
 
+def lines(x: Sequence[float], series: Mapping[str, Sequence[float]], xlabel: str, ylabel: str, title: str) -> bytes:
+    """One line per ``series[label]`` over ``x`` (None values are gaps)."""
+    plt, fig, ax = _figure()
+    for label, values in series.items():
+        ax.plot(list(x), [float("nan") if v is None else v for v in values], marker=".", label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(loc="upper right", fontsize=8)
+    return _png(plt, fig)
+
+
 def importances(names: Sequence[str], values: Sequence[float], title: str) -> bytes:
     plt, fig, ax = _figure()
     names, values = list(names)[::-1], list(values)[::-1]

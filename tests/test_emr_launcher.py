@@ -203,7 +203,7 @@ def test_up_submit_status_down_against_moto(aws, moto_emr, definition, wheel, tm
     cluster = emr.describe_cluster(ClusterId=cluster_id)["Cluster"]
     assert (cluster["Name"], cluster["ReleaseLabel"], cluster["LogUri"]) == ("ctr-pipeline", "emr-7.5.0",
                                                                            f"s3://{BUCKET}/emr-logs/")
-    assert [a["Name"] for a in cluster["Applications"]] == ["Spark"]
+    assert [a["Name"] for a in cluster["Applications"]] == ["Spark", "Zeppelin"]
     assert {t["Key"]: t["Value"] for t in cluster["Tags"]} == {"project": "ctr-pipeline"}
     boot = emr.list_bootstrap_actions(ClusterId=cluster_id)["BootstrapActions"][0]
     assert boot["ScriptPath"] == defn.bootstrap_uri and boot["Args"][0] == defn.wheel_uri
@@ -353,3 +353,35 @@ def test_aws_errors_map_to_exit_codes():
     with pytest.raises(RunFailed, match="Could not connect"):
         launcher_mod.aws_call("RunJobFlow", raising(EndpointConnectionError(endpoint_url="http://x")))
     assert launcher_mod.aws_call("GetObject", raising(client_error("NoSuchKey")), missing_ok=True) is None
+
+
+def test_notes_wait_for_the_cluster_then_go_to_its_zeppelin(aws, moto_emr, definition, capsys, monkeypatch):
+    from zeppelin.notes import NOTES
+
+    from .zeppelin_harness import fake_zeppelin
+
+    assert main(["emr", "up", "--definition", str(definition)]) == 0
+    cluster_id = capsys.readouterr().out.strip().splitlines()[-1]
+    cluster = moto_clusters()[cluster_id]
+    cluster.state = "STARTING"
+    states = iter(["BOOTSTRAPPING", "WAITING"])
+    moto_launcher = emr_cli.make_launcher
+
+    def booting(defn, settings):     # between two polls the cluster moves on, then is up
+        launcher = moto_launcher(defn, settings)
+        launcher.sleep = lambda seconds: setattr(cluster, "state", next(states))
+        return launcher
+
+    monkeypatch.setattr(emr_cli, "make_launcher", booting)
+    with fake_zeppelin({}, auth=False) as server:
+        url = f"http://127.0.0.1:{server.server_port}"
+        assert main(["emr", "notes", "--definition", str(definition), "--cluster-id", cluster_id,
+                     "--zeppelin", url]) == 0
+        assert sorted(server.notes.values()) == sorted(f"/ctr-pipeline/{n.name}" for n in NOTES)
+    assert cluster.state == "WAITING" and "is STARTING; waiting" in " ".join(moto_emr["progress"])
+    cluster.applications = [a for a in cluster.applications if a.name != "Zeppelin"]
+    assert main(["emr", "notes", "--definition", str(definition), "--cluster-id", cluster_id]) == 2
+    assert "not Zeppelin; add Zeppelin to 'applications'" in capsys.readouterr().err
+    cluster.state = "TERMINATED"
+    assert main(["emr", "notes", "--definition", str(definition), "--cluster-id", cluster_id]) == 1
+    assert "is TERMINATED" in capsys.readouterr().err

@@ -1,1 +1,1 @@
-"""Zeppelin analysis notes and the refresh-retrain job (not built yet: see zeppelin/README.md)."""
+"""The analysis notes: one source, rendered as Zeppelin notes and Jupyter notebooks (see README.md)."""
