@@ -3,6 +3,7 @@ would run it against real finished runs (and a registry with a refresh), every J
 real kernel; and the deploy command against a small Zeppelin REST server."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -75,6 +76,23 @@ def test_the_harness_rejects_what_zeppelin_would_not_run():
             parse_note(json.dumps(doc))
 
 
+def test_z_show_renders_a_table_as_zeppelin_and_caps_it():
+    import pandas as pd
+
+    from .zeppelin_harness import FakeZeppelinContext, split_output
+
+    buf = io.StringIO()
+    frame = pd.DataFrame({"a\tb": range(1500), "text": ["x\ny"] * 1500})
+    with contextlib.redirect_stdout(buf):
+        FakeZeppelinContext(None).show(frame)
+        print("\n%html <b>after</b>")
+    out = split_output(buf.getvalue())
+    [table] = out.of("TABLE")
+    lines = table.split("\n")
+    assert lines[0] == "a b\ttext" and lines[1] == "0\tx y" and len(lines) == 1 + 1000
+    assert "Results are limited by 1000" in out.of("HTML")[0] and out.of("HTML")[1] == "<b>after</b>"
+
+
 def test_a_failing_paragraph_is_named(spark, tmp_path):
     doc = json.loads((HERE / render.ZEPPELIN_DIR / "run_overview.zpln").read_text())
     with pytest.raises(NoteError, match="paragraph 2 'Open the run' failed: UserError: .*no manifest.json"):
@@ -141,8 +159,9 @@ def check_pngs(results, at_least):
 
 def test_zeppelin_notes_run_against_finished_runs(spark, runs):
     values = form_values(runs)
-    results = {n.slug: run_note((HERE / render.ZEPPELIN_DIR / f"{n.slug}.zpln").read_text(), spark, values)
-               for n in NOTES}
+    by_reference = {"model": {**values, "RUN": f"{runs['registry'].root}@v1"}}   # the run v1 was trained in
+    results = {n.slug: run_note((HERE / render.ZEPPELIN_DIR / f"{n.slug}.zpln").read_text(), spark,
+                                by_reference.get(n.slug, values)) for n in NOTES}
 
     overview = results["run_overview"]
     [quarantine] = tables(overview, "Quarantine by reason")

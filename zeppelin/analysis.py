@@ -23,10 +23,24 @@ Z95 = 1.959963984540054
 # ---------------------------------------------------------------------------------------------- opening
 
 def open_run(ref: str) -> RunDir:
-    """A finished (or partly finished) run directory, local or ``s3://``."""
-    run = RunDir(str(ref).strip())
+    """A run directory (local or ``s3://``), or a registry reference (``REGISTRY@champion``,
+    ``REGISTRY@v3``): the run its version was trained in, as its lineage records it."""
+    from ctr_pipeline.registry.core import parse_reference
+
+    text = str(ref).strip()
+    parsed = parse_reference(text)
+    if parsed.selector is not None:
+        source = open_registry(parsed.where).bundle(parsed.selector).info.get("source_run")
+        run = RunDir(source) if source else None
+        if run is None or not run.is_complete("train"):
+            raise UserError(f"{text}: its source run {source or '(none recorded)'} has no complete train stage "
+                            "(a refreshed version's work directory holds only its sets); give that version's "
+                            "parent, or a run directory")
+        return run
+    run = RunDir(text)
     if not run.manifest_path.exists():
-        raise UserError(f"{ref}: no manifest.json; give the --out directory of a 'ctr-pipeline run'")
+        raise UserError(f"{ref}: no manifest.json; give the --out directory of a 'ctr-pipeline run' "
+                        "or REGISTRY@VERSION")
     return run
 
 

@@ -33,7 +33,7 @@ class Note:
     paras: tuple[Para, ...] = field(default_factory=tuple)
 
 
-RUN = Param("RUN", "runs/demo", "run directory (local path or s3://bucket/prefix)")
+RUN = Param("RUN", "runs/demo", "run directory (local path or s3://bucket/prefix), or REGISTRY@VERSION")
 REGISTRY = Param("REGISTRY", "runs/registry", "model registry (local path or s3://bucket/prefix)")
 
 
@@ -53,7 +53,8 @@ OVERVIEW = Note("run_overview", "Run overview", (RUN,), (
     md("About", """
 # Run overview
 What a `ctr-pipeline run` did: its configuration, each stage's time and rows, what the sampler was
-asked for and obtained, and which input rows were quarantined and why. Set **RUN** to a run directory."""),
+asked for and obtained, and which input rows were quarantined and why. Set **RUN** to a run directory,
+or to a registry reference (`REGISTRY@champion`, `REGISTRY@v3`) for the run that version was trained in."""),
     py("Open the run", """
 run = A.open_run(RUN)
 manifest = run.manifest()
