@@ -81,11 +81,13 @@ summary = A.document(run, 'features', 'summary.json')
 column = A.pick(COLUMN, A.default_segment(summary))
 print(f"train: {summary['rows']:,} rows, CTR {summary['ctr']:.4%}, vector width {summary['width']:,}; column {column}")"""),
     py("Coverage and cardinality per column", "show.table(A.feature_columns(summary))"),
-    py("Top values with CTR and 95% interval", "show.table(A.value_ctr(spark, run, column))"),
+    py("Top values with CTR and 95% interval", """
+values = A.value_ctr(spark, run, column, top=50)
+show.table(values.head(20))"""),
     py("Register the sets for SQL", """
 for split in ('train', 'validation', 'test'):
     A.split_frame(spark, run, split).createOrReplaceTempView(split)
-A.value_ctr(spark, run, column, top=50).pipe(spark.createDataFrame).createOrReplaceTempView('value_ctr')"""),
+spark.createDataFrame(values).createOrReplaceTempView('value_ctr')"""),
     sql("CTR by value (SQL on the train set)", """
 SELECT value, rows, clicks, ROUND(ctr, 5) AS ctr, ROUND(ctr_low, 5) AS ctr_low, ROUND(ctr_high, 5) AS ctr_high
 FROM value_ctr ORDER BY rows DESC"""),
