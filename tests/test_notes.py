@@ -26,7 +26,7 @@ from .conftest import REPO
 from .zeppelin_harness import NoteError, fake_zeppelin, parse_note, parse_text, png_images, resolve, run_note
 
 HERE = REPO / "zeppelin"
-SETTINGS = ["training.n_estimators=12", "evaluation.bootstrap=40", "training.search_space={max_depth: [3, 5]}",
+SETTINGS = ["sampling.stratify_by=label", "training.n_estimators=12", "evaluation.bootstrap=40", "training.search_space={max_depth: [3, 5]}",
             "training.search_folds=2", "training.checkpoint_every=0"]
 BAD_LINES = ["garbage\twith\ttoo few fields", "x" * 10]
 
@@ -134,9 +134,10 @@ def runs(spark, demo_tsv, tmp_path_factory):
     return {"first": first, "second": second, "registry": reg, "base": base}
 
 
-def form_values(runs) -> dict[str, str]:
-    return {"RUN": str(runs["first"].root), "COMPARE": str(runs["second"].root),
-            "REGISTRY": str(runs["registry"].root)}
+def form_defaults(runs) -> dict[str, str]:
+    """CTR_NOTES_<NAME>: the forms' defaults (what a form returns until a user types in it)."""
+    return {"CTR_NOTES_RUN": str(runs["first"].root), "CTR_NOTES_COMPARE": str(runs["second"].root),
+            "CTR_NOTES_REGISTRY": str(runs["registry"].root)}
 
 
 def tables(results, title):
@@ -157,11 +158,12 @@ def check_pngs(results, at_least):
             assert im.format == "PNG" and im.size[0] >= 300
 
 
-def test_zeppelin_notes_run_against_finished_runs(spark, runs):
-    values = form_values(runs)
-    by_reference = {"model": {**values, "RUN": f"{runs['registry'].root}@v1"}}   # the run v1 was trained in
+def test_zeppelin_notes_run_against_finished_runs(spark, runs, monkeypatch):
+    for name, value in form_defaults(runs).items():
+        monkeypatch.setenv(name, value)
+    typed = {"model": {"RUN": f"{runs['registry'].root}@v1"}}    # a user's form value: the run v1 was trained in
     results = {n.slug: run_note((HERE / render.ZEPPELIN_DIR / f"{n.slug}.zpln").read_text(), spark,
-                                by_reference.get(n.slug, values)) for n in NOTES}
+                                typed.get(n.slug)) for n in NOTES}
 
     overview = results["run_overview"]
     [quarantine] = tables(overview, "Quarantine by reason")
@@ -169,8 +171,8 @@ def test_zeppelin_notes_run_against_finished_runs(spark, runs):
     assert sum(int(r[2]) for r in quarantine[1:]) == len(BAD_LINES)
     [sample] = tables(overview, "Sample: requested vs obtained per set and stratum")
     head = sample[0]
-    whole = [r for r in sample[1:] if r[0] == "(all)"]
-    assert len(whole) == 3 and all(r[head.index("requested")] == r[head.index("obtained")] for r in whole)  # exact
+    assert {r[0] for r in sample[1:]} == {"0", "1", "(all)"} and len(sample) == 1 + 9      # per stratum and set
+    assert all(r[head.index("requested")] == r[head.index("obtained")] for r in sample[1:])  # exact sizes
     [stages] = tables(overview, "Stages: time, rows, throughput")
     assert [r[0] for r in stages[1:]] == list(STAGES) and all(r[1] == "complete" for r in stages[1:])
 
@@ -218,7 +220,7 @@ def test_jupyter_notebooks_run_in_a_real_kernel(spark, runs, tmp_path):
     kernels = tmp_path / "kernels"
     write_kernel_spec(path=str(kernels / "ctr-notes"))
     km = KernelManager(kernel_name="ctr-notes", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
-    env = {**os.environ, **{f"CTR_NOTES_{k}": v for k, v in form_values(runs).items()},
+    env = {**os.environ, **form_defaults(runs),
            "CTR_NOTES_MASTER": "local[2]", "MPLBACKEND": "Agg"}
     km.start_kernel(env=env, cwd=str(tmp_path))
     try:

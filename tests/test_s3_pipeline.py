@@ -30,7 +30,7 @@ def test_run_on_s3_completes_then_skips_then_registry_refresh_and_scoring(aws, d
     jars = ",".join(str(p) for p in s3a_jars())
     config = {"sampling": {"train": 3000, "validation": 0.1, "test": 0.1},
               "training": {"n_estimators": 8, "checkpoint_every": 4},
-              "evaluation": {"bootstrap": 10},
+              "evaluation": {"bootstrap": 10, "baselines": []},   # the LR baseline is storage-blind
               "aws": {"endpoint_url": aws.endpoint_url},
               "spark": {"master": "local[2]", "driver_memory": "2g",
                         "conf": {"spark.jars": jars, "spark.sql.shuffle.partitions": 4, "spark.ui.enabled": False}}}
