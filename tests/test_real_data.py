@@ -16,6 +16,7 @@ def run_config(tmp_path, config, *sets):
                               *args), capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=900)
 
 
+@pytest.mark.slow   # about 90 s; the 200-row Criteo CSV run below keeps a real data set in `make test`
 def test_talkingdata_end_to_end(tmp_path, shared_data):
     # the shipped config at a test's cost: fewer trees (its 200 with early stopping are in `make bench`)
     proc = run_config(tmp_path, "talkingdata.yaml", f"input.path={shared_data}/"
