@@ -9,7 +9,6 @@ import io
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
