@@ -92,6 +92,19 @@ def test_z_show_renders_a_table_as_zeppelin_and_caps_it():
     assert "Results are limited by 1000" in out.of("HTML")[0] and out.of("HTML")[1] == "<b>after</b>"
 
 
+def test_parameter_defaults(tmp_path, monkeypatch):
+    from zeppelin.display import param
+
+    (tmp_path / "checkout" / "runs" / "demo").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")                     # as Jupyter starts in zeppelin/notebooks/
+    monkeypatch.delenv("CTR_NOTES_RUN", raising=False)
+    assert param("RUN", "runs/demo", tmp_path / "checkout") == str(tmp_path / "checkout" / "runs" / "demo")
+    assert param("RUN", "runs/other", tmp_path / "checkout") == "runs/other"      # left as given: a clear error later
+    monkeypatch.setenv("CTR_NOTES_RUN", "s3://bucket/runs/x")
+    assert param("RUN", "runs/demo", tmp_path / "checkout") == "s3://bucket/runs/x"
+
+
 def test_a_failing_paragraph_is_named(spark, tmp_path):
     doc = json.loads((HERE / render.ZEPPELIN_DIR / "run_overview.zpln").read_text())
     with pytest.raises(NoteError, match="paragraph 2 'Open the run' failed: UserError: .*no manifest.json"):

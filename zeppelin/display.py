@@ -3,6 +3,7 @@ in Zeppelin and in Jupyter (``show.table(frame)``, ``show.png(png_bytes)``)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 MAX_ROWS = 1000    # Zeppelin's zeppelin.spark.maxResult default; Jupyter shows the same head
@@ -44,9 +45,21 @@ class JupyterDisplay:
         display(Image(data=data, format="png"))
 
 
-def param(name: str, default: str) -> str:
-    """A note parameter's default: ``CTR_NOTES_<NAME>`` from the environment, else ``default``."""
-    return os.environ.get(f"CTR_NOTES_{name.upper()}", default)
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def param(name: str, default: str, project: Path = PROJECT) -> str:
+    """A note parameter's default: ``CTR_NOTES_<NAME>`` from the environment, else ``default``. A relative
+    default that is not below the current directory but is below the project's checkout (Jupyter starts
+    in ``zeppelin/notebooks/``; ``make demo`` writes ``runs/demo`` at the top) is given from there."""
+    value = os.environ.get(f"CTR_NOTES_{name.upper()}")
+    if value is not None:
+        return value
+    if default and not os.path.isabs(default) and "://" not in default and not os.path.exists(default):
+        candidate = project / default
+        if candidate.exists():
+            return str(candidate)
+    return default
 
 
 def notebook_spark():
