@@ -92,6 +92,15 @@ def test_z_show_renders_a_table_as_zeppelin_and_caps_it():
     assert "Results are limited by 1000" in out.of("HTML")[0] and out.of("HTML")[1] == "<b>after</b>"
 
 
+def test_wilson_interval():
+    from zeppelin.analysis import wilson
+
+    low, high = wilson([0, 5], [10, 0])
+    z2 = 1.959963984540054 ** 2
+    assert low[0] == 0.0 and abs(high[0] - z2 / (10 + z2)) < 1e-12          # 0 of n: [0, z^2 / (n + z^2)]
+    assert high[1] != high[1]                                               # no rows: NaN, not an error
+
+
 def test_parameter_defaults(tmp_path, monkeypatch):
     from zeppelin.display import param
 

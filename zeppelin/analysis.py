@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import pandas as pd
@@ -17,7 +16,6 @@ import pandas as pd
 from ctr_pipeline.errors import UserError
 from ctr_pipeline.runs import STAGES, RunDir
 
-Z95 = 1.959963984540054
 
 
 # ---------------------------------------------------------------------------------------------- opening
@@ -146,19 +144,19 @@ def feature_columns(summary: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["column", "kind", "coverage", "non_missing", "cardinality"])
 
 
-def wilson(clicks: Sequence[float], rows: Sequence[float], z: float = Z95) -> tuple[list[float], list[float]]:
-    """Wilson score interval of a click rate per value (well behaved at 0 clicks and small counts)."""
+def wilson(clicks: Sequence[float], rows: Sequence[float], level: float = 0.95) -> tuple[list[float], list[float]]:
+    """Wilson score interval of a click rate per value (scipy's; well behaved at 0 clicks and small counts)."""
+    from scipy.stats import binomtest
+
     low, high = [], []
     for k, n in zip(clicks, rows):
         if not n:
             low.append(float("nan"))
             high.append(float("nan"))
             continue
-        p = k / n
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        low.append(max(0.0, centre - half))
-        high.append(min(1.0, centre + half))
+        ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+        low.append(float(ci.low))
+        high.append(float(ci.high))
     return low, high
 
 
