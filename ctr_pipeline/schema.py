@@ -166,12 +166,14 @@ class EvaluationConfig:
     segment_by: Optional[str] = _f(None, "An input column to report every metric per value of (the 50 largest "
                                          "segments), e.g. `device`.")
     baselines: tuple[str, ...] = _fd(lambda: ("logistic_regression",),
-                                     "Spark MLlib models trained on the same features and splits and reported "
-                                     "beside the XGBoost model: `logistic_regression`, `gbt` (GBTClassifier with "
-                                     "the training depth, trees and learning rate; slow on wide vectors).")
+                                     "Models trained on the same features and splits and reported beside the "
+                                     "XGBoost model: `logistic_regression` (MLlib's L2 objective, fit on the "
+                                     "driver), `gbt` (Spark MLlib GBTClassifier with the training depth, trees "
+                                     "and learning rate; slow on wide vectors).")
     baseline_rows: int = _f(200_000, "Train rows each baseline is fit on: an exact simple random sample of train "
                                       "of at most this many rows (0: all of train). Bounds the baselines' cost on "
-                                      "large runs; the report names the rows used.", min=0)
+                                      "large runs; the report names the rows used. Logistic regression takes "
+                                      "at most 4,000,000 (it is fit in the driver's memory).", min=0)
     bootstrap: int = _f(200, "Paired bootstrap replicates for the MXE / AUC difference against each baseline "
                              "(0: none).", min=0, max=5000)
     seed: int = _f(29, "Seed of the bootstrap.", min=0)

@@ -6,7 +6,7 @@ import base64
 import html
 from typing import Any, Mapping, Optional
 
-LABELS = {"xgboost": "XGBoost (this run)", "logistic_regression": "Spark MLlib LogisticRegression",
+LABELS = {"xgboost": "XGBoost (this run)", "logistic_regression": "LogisticRegression",
           "gbt": "Spark MLlib GBTClassifier"}
 COLUMNS = [("rows", "rows", "{:,}"), ("positives", "positives", "{:,}"), ("base_rate", "CTR", "{:.4%}"),
            ("mxe", "MXE", "{:.5f}"), ("ne", "NE", "{:.4f}"), ("auc", "AUC", "{:.4f}"), ("pr_auc", "PR AUC", "{:.4f}"),

@@ -90,20 +90,24 @@ def predictions(spark: SparkSession, bundle: ModelBundle, t: Any, rows: DataFram
 
 
 def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: DataFrame, width: int,
-                     weight_col: Optional[str] = None, margin: bool = False) -> DataFrame:
-    """row_id, label, w, p_<name> per booster of stored feature rows (``features`` a struct column, as
-    read by ``spark.read.parquet``): several models scored on the same rows in one pass; the raw margin
-    (log-odds) instead of the probability with ``margin``."""
+                     weight_col: Optional[str] = None, margin: bool = False, linear: Optional[dict] = None,
+                     carry: tuple[str, ...] = ()) -> DataFrame:
+    """row_id, label, w, the double columns ``carry``, then p_<name> per booster and per linear model
+    (:class:`evaluation.logistic.LinearModel`) of stored feature rows (``features`` a struct column as
+    read by ``spark.read.parquet``, or an ML vector column): several models scored on the same rows in
+    one pass; the boosters' raw margin (log-odds) instead of the probability with ``margin``."""
     import numpy as np
     import pyarrow as pa
 
     from features.spark_io import batch_csr
 
+    linear = linear or {}
     keys = {name: hashlib.sha256(raw).hexdigest() for name, raw in boosters.items()}
     shared = spark.sparkContext.broadcast(boosters)
     threads = int(spark.conf.get("spark.task.cpus", "1"))
     names = list(boosters)
     kind = "margin" if margin else "value"
+    out_names = ["row_id", "label", "w", *carry, *[f"p_{n}" for n in [*names, *linear]]]
 
     def score(batches):
         models = {n: _booster(keys[n], shared.value[n], threads, keep=len(names)) for n in names}
@@ -114,13 +118,15 @@ def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: 
             preds = [pa.array(np.asarray(models[n].inplace_predict(csr, missing=0.0, validate_features=False,
                                                                    predict_type=kind), dtype=np.float64))
                      for n in names]
+            preds += [pa.array(m.predict(csr), pa.float64()) for m in linear.values()]
             yield pa.RecordBatch.from_arrays([b.column("row_id"), b.column("label").cast(pa.int32()),
-                                              b.column("w").cast(pa.float64()), *preds],
-                                             names=["row_id", "label", "w", *[f"p_{n}" for n in names]])
+                                              b.column("w").cast(pa.float64()),
+                                              *[b.column(c).cast(pa.float64()) for c in carry], *preds],
+                                             names=out_names)
 
     w = F.col(weight_col).cast("double") if weight_col else F.lit(1.0)
-    ddl = "row_id bigint, label int, w double, " + ", ".join(f"p_{n} double" for n in names)
-    return features.select("row_id", "label", w.alias("w"), "features").mapInArrow(score, ddl)
+    ddl = ", ".join(f"{n} {'bigint' if n == 'row_id' else 'int' if n == 'label' else 'double'}" for n in out_names)
+    return features.select("row_id", "label", w.alias("w"), *carry, "features").mapInArrow(score, ddl)
 
 
 def vocabulary_drift(spark: SparkSession, t: Any, rows: DataFrame) -> dict[str, dict[str, Any]]:

@@ -10,13 +10,12 @@ from typing import Any, Optional
 
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ctr_pipeline.schema import Config
 from ctr_pipeline.stage import StageContext, StageResult, json_default
-from features.spark_io import read_features
+from features.spark_io import read_features, vector_width
 
 from . import baselines, plots
 from . import spark_metrics as sm
@@ -36,14 +35,21 @@ def negative_rate(cfg: Config) -> Optional[float]:
     return None if r0 == r1 else r0 / r1
 
 
-def scored_split(ctx: StageContext, model, fitted: dict, split: str) -> DataFrame:
-    """row_id, label, w, p_xgboost, p_<baseline>..., [segment column] of one split, persisted."""
+def scored_split(ctx: StageContext, booster_raw: bytes, fitted: dict, split: str) -> DataFrame:
+    """row_id, label, w, p_xgboost, p_<baseline>..., [segment column] of one split, persisted.
+
+    XGBoost and the linear baselines are scored in one Arrow pass over the stored CSR rows
+    (``Booster.inplace_predict``, as batch scoring does); MLlib baselines by their own ``transform``."""
+    from .logistic import LinearModel
+    from .scoring import predict_features
+
     feats = read_features(ctx.spark, str(ctx.run.path_of("features") / split))
-    df = feats.withColumn("w", F.col("weight").cast("double") if "weight" in feats.columns else F.lit(1.0))
-    df = (model.transform(df).withColumn("p_xgboost", vector_to_array("probability")[1])
-          .drop("probability", "rawPrediction", "prediction"))
-    for name, base in fitted.items():
-        df = baselines.add_probability(base, name, df)
+    mllib = [n for n, m in fitted.items() if not isinstance(m, LinearModel)]
+    linear = {n: m for n, m in fitted.items() if isinstance(m, LinearModel)}
+    df = baselines.add_probabilities(fitted, feats)
+    df = predict_features(ctx.spark, {"xgboost": booster_raw}, df, vector_width(feats),
+                          "weight" if "weight" in feats.columns else None, linear=linear,
+                          carry=tuple(f"p_{n}" for n in mllib))
     keep = ["row_id", "label", "w", "p_xgboost", *[f"p_{n}" for n in fitted]]
     df = df.select(*keep)
     seg = ctx.cfg.evaluation.segment_by
@@ -68,12 +74,13 @@ def _records(frame: pd.DataFrame, n: Optional[int] = None) -> list[dict[str, Any
 
 
 def run(ctx: StageContext) -> StageResult:
-    from xgboost.spark import SparkXGBClassifierModel
+    import xgboost
 
     e = ctx.cfg.evaluation
     model_dir = ctx.run.path_of("train")
-    model = SparkXGBClassifierModel.load(str(model_dir / "spark_model"))
-    booster = model.get_booster()
+    raw_booster = (model_dir / "booster.ubj").read_bytes()
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(raw_booster))
     fitted, settings = {}, {}
     if e.baselines:
         feats = ctx.run.path_of("features")
@@ -89,7 +96,7 @@ def run(ctx: StageContext) -> StageResult:
     tables: dict[str, Any] = {}
     rows = {}
     for split in e.splits:
-        df = scored_split(ctx, model, fitted, split)
+        df = scored_split(ctx, raw_booster, fitted, split)
         try:
             for name in models:
                 m, table = sm.metrics(df, f"p_{name}", split, e.reliability_bins, e.exact_auc_limit)

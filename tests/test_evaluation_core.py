@@ -147,7 +147,7 @@ def test_compare_table_and_missing_run(tmp_path):
             "baselines": {"logistic_regression": {"test": {"rows": 10, "mxe": 0.25, "ne": 1.0, "auc": 0.6,
                                                            "pr_auc": 0.05, "calibration": 1.1}}}}))
     table = comparison_table([tmp_path / "a", tmp_path / "b"])
-    assert table["model"].tolist() == ["XGBoost (this run)", "Spark MLlib LogisticRegression"] * 2
+    assert table["model"].tolist() == ["XGBoost (this run)", "LogisticRegression"] * 2
     assert table["mxe_vs_first"].tolist() == pytest.approx([0.0, 0.0, -0.05, 0.0])
     assert "| -5.00% |" in markdown(table)
     with pytest.raises(UserError, match="no evaluation/metrics.json"):

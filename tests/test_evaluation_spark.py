@@ -107,7 +107,15 @@ def test_baselines_fit_and_score(spark, name):
     cfg = build_config([Layer("t", {"training": {"n_estimators": 3, "max_depth": 2}})])
     model, settings = baselines.fit(name, cfg, train, validation=train if name == "logistic_regression" else None)
     assert settings.get("regParam", 1e-3) in baselines.LR_REG_GRID
-    out = baselines.add_probability(model, name, train)
+    if name == "logistic_regression":   # linear models are scored with the boosters, in one Arrow pass
+        from evaluation.logistic import LinearModel
+        from evaluation.scoring import predict_features
+
+        assert isinstance(model, LinearModel) and baselines.add_probabilities({name: model}, train) is train
+        out = predict_features(spark, {}, train, 3, linear={name: model})
+        assert out.columns == ["row_id", "label", "w", f"p_{name}"]
+    else:
+        out = baselines.add_probabilities({name: model}, train)
     assert f"p_{name}" in out.columns and not any(c.startswith(f"_{name}") for c in out.columns)
     got = {r["row_id"]: r[f"p_{name}"] for r in out.collect()}
     assert all(0 < p < 1 for p in got.values())
