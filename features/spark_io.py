@@ -76,7 +76,7 @@ def batch_csr(batch, width: int, column: str = "features"):
 
 
 def collect_csr(df: DataFrame, width: int, columns: tuple[str, ...] = ("label",)):
-    """The rows of ``df`` on the driver: (CSR matrix of ``features``, {column: float64 numpy array}).
+    """The rows of ``df`` on the driver: (CSR matrix of ``features``, {column: numpy array}).
 
     Each Arrow batch is packed into one binary row (CSR arrays and the columns in numpy's .npz format),
     so the driver receives a few large rows instead of one Python object per row. For sets that fit in
@@ -87,6 +87,8 @@ def collect_csr(df: DataFrame, width: int, columns: tuple[str, ...] = ("label",)
     import numpy as np
     from scipy.sparse import csr_matrix, vstack
 
+    columns = tuple(dict.fromkeys(columns))
+
     def pack(batches):
         import pyarrow as pa
 
@@ -96,7 +98,7 @@ def collect_csr(df: DataFrame, width: int, columns: tuple[str, ...] = ("label",)
             m = batch_csr(b, width)
             buf = io.BytesIO()
             np.savez(buf, indptr=m.indptr, indices=m.indices, data=m.data,
-                     **{f"col_{c}": b.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in columns})
+                     **{f"col_{c}": b.column(c).to_numpy(zero_copy_only=False) for c in columns})
             yield pa.RecordBatch.from_arrays([pa.array([buf.getvalue()], pa.binary())], names=["npz"])
 
     parts, cols = [], {c: [] for c in columns}

@@ -179,3 +179,24 @@ def test_capped_sample_is_the_exact_smallest_keys(spark):
     assert whole is df and rows == total == 20_000
     small, rows, _ = capped_sample(df, 50_000, seed=29)
     assert small is df and rows == 20_000
+
+
+def test_capped_rows_are_capped_sample_collected_in_one_pass(spark):
+    from pyspark.ml.linalg import Vectors
+
+    from ctr_pipeline.errors import UserError
+    from evaluation.baselines import capped_rows, capped_sample
+
+    rows = [(int(i) * 7919, int(i % 3 == 0), Vectors.sparse(5, {int(i % 5): float(i)})) for i in range(1, 3001)]
+    df = spark.createDataFrame(rows, ["row_id", "label", "features"]).repartition(3)
+    sample, n, total = capped_sample(df, 700, seed=3)
+    x, cols, n2, total2 = capped_rows(df, 700, 3, ("row_id", "label"), 10_000, "evaluation.baseline_rows")
+    assert (n, total) == (n2, total2) == (700, 3000)
+    want = {r["row_id"]: (r["label"], r["features"].toArray().tolist()) for r in sample.collect()}
+    got = {int(rid): (int(lab), x[i].toarray().ravel().tolist())
+           for i, (rid, lab) in enumerate(zip(cols["row_id"], cols["label"]))}
+    assert got == want
+    x, cols, n, total = capped_rows(df, 0, 3, ("label",), 10_000, "evaluation.baseline_rows")
+    assert x.shape == (3000, 5) and n == total == 3000 and cols["label"].sum() == 1000
+    with pytest.raises(UserError, match=r"evaluation.baseline_rows: .* at most 2,000 rows; this run would use 3,000"):
+        capped_rows(df, 0, 3, ("label",), 2000, "evaluation.baseline_rows")
