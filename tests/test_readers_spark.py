@@ -212,3 +212,27 @@ def test_arrow_reader_equals_python_reader_on_csv_with_time(spark, tmp_path, mon
     assert len(fast) == 1800 and fast == slow
     assert {r["row_id"] & 0xFFFFFFFFFF for r in fast} == set(range(2, 902))
     assert any(r["ts"] == 1509984000 for r in fast)
+
+
+@pytest.mark.parametrize("text_bytes, checkpointed", [(1000, True), (10 ** 15, False)])
+def test_parsed_rows_are_kept_once_and_released(spark, text_bytes, checkpointed):
+    """Small input on a local master: a local checkpoint; input too large for the heap: a cache. Either
+    way the rows are computed once and release() frees them."""
+    from ctr_pipeline.readers.spark import keep_rows
+
+    before = set(dict(spark.sparkContext._jsc.getPersistentRDDs()))
+    calls = spark.sparkContext.accumulator(0)
+
+    def counted(batches):
+        for b in batches:
+            calls.add(b.num_rows)
+            yield b
+
+    df = spark.range(0, 500, numPartitions=2).mapInArrow(counted, "id long")
+    kept_df, kept = keep_rows(spark, df, text_bytes)
+    assert kept.checkpointed is checkpointed
+    assert kept_df.count() == 500 and kept_df.agg({"id": "sum"}).first()[0] == sum(range(500))
+    assert calls.value == 500                      # computed once, then read from the kept blocks
+    assert set(dict(spark.sparkContext._jsc.getPersistentRDDs())) != before   # kept until released
+    kept.release()
+    assert set(dict(spark.sparkContext._jsc.getPersistentRDDs())) == before

@@ -178,14 +178,19 @@ def _split_header(line: str, delimiter: str) -> list[str]:
 
 COMPRESSED_RATIO = 4                  # text bytes per compressed byte, to size partitions of compressed input
 PARTITION_BYTES = 128 * 1024 * 1024   # input text per partition of the cached rows (Spark's own split size)
+CHECKPOINT_HEAP_SHARE = 8             # a local checkpoint for input text up to 1/8 of the driver's heap
 
 
-def partitions_for(spark: SparkSession, files: list[InputFile], scan_partitions: int) -> int:
-    """Partitions to spread parsed rows over: at least one per core and one per PARTITION_BYTES of text
-    (files with a Hadoop codec count COMPRESSED_RATIO times their size), and never fewer than the scan has."""
+def text_size(spark: SparkSession, files: list[InputFile]) -> int:
+    """Estimated bytes of text in ``files``: files with a Hadoop codec count COMPRESSED_RATIO times their size."""
     kinds = arrow.codecs(spark, [f.uri for f in files])
-    text = sum(f.size * (1 if kinds[f.uri] == "plain" else COMPRESSED_RATIO) for f in files)
-    return max(spark.sparkContext.defaultParallelism, -(-text // PARTITION_BYTES), scan_partitions)
+    return sum(f.size * (1 if kinds[f.uri] == "plain" else COMPRESSED_RATIO) for f in files)
+
+
+def partitions_for(spark: SparkSession, text_bytes: int, scan_partitions: int) -> int:
+    """Partitions to spread parsed rows over: at least one per core and one per PARTITION_BYTES of text,
+    and never fewer than the scan has."""
+    return max(spark.sparkContext.defaultParallelism, -(-text_bytes // PARTITION_BYTES), scan_partitions)
 
 
 @dataclass
@@ -204,16 +209,19 @@ class KeptRows:
             plan.rdd().unpersist(False)
 
 
-def keep_rows(spark: SparkSession, parsed: DataFrame) -> tuple[DataFrame, KeptRows]:
+def keep_rows(spark: SparkSession, parsed: DataFrame, text_bytes: int) -> tuple[DataFrame, KeptRows]:
     """Keep the parsed rows for the passes that follow (materialised by the first of them).
 
-    With a local master (one JVM: no executor can be lost without the driver) the rows are kept as a
-    local checkpoint: row blocks in the block manager, built in about half the time of Spark SQL's
-    columnar cache (1M demo rows, parse and spread included: 8.0 s against 17.1 s). On a cluster they are
-    cached, so that a lost executor's part is recomputed from the lineage, which a local checkpoint
-    cannot do.
+    With a local master (one JVM: no executor can be lost without the driver) and input text of at most
+    1 / CHECKPOINT_HEAP_SHARE of the driver's heap, the rows are kept as a local checkpoint: row blocks in
+    the block manager, built in about half the time of Spark SQL's columnar cache (1M demo rows, parse and
+    spread included: 8.0 s against 17.1 s; read_input 17-19 s against 25 s). Row blocks take several
+    times the columnar cache's memory, so larger inputs are cached (10M demo rows, 4 GB heap, one run
+    each: the sample stage took 237 s with a checkpoint, 217 s cached). On a cluster the rows are cached
+    too, so that a lost executor's part is recomputed from the lineage, which a local checkpoint cannot do.
     """
-    if spark.sparkContext.master.startswith("local"):
+    heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
+    if spark.sparkContext.master.startswith("local") and text_bytes * CHECKPOINT_HEAP_SHARE <= heap:
         kept = parsed.localCheckpoint(eager=False)
         return kept, KeptRows(kept, True)
     parsed = parsed.persist(StorageLevel.MEMORY_AND_DISK)
@@ -223,10 +231,10 @@ def keep_rows(spark: SparkSession, parsed: DataFrame) -> tuple[DataFrame, KeptRo
 def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str, labeled: bool = True) -> InputReport:
     """Read and validate ``cfg.input``; write bad rows as JSON lines to ``quarantine_dir``.
 
-    Parsed rows are cached, spread by hash of row_id over :func:`partitions_for` partitions when the scan
-    has fewer (e.g. one gzip file is one task) so that later passes run in parallel. The shuffle comes
-    before the cache so the cache is built once (measured at 1M demo rows: a second cache of the spread
-    rows cost 18.8 s on top of the 23.7 s parse and first cache).
+    Parsed rows are kept (:func:`keep_rows`), spread by hash of row_id over :func:`partitions_for`
+    partitions when the scan has fewer (e.g. one gzip file is one task) so that later passes run in
+    parallel. The shuffle comes before the rows are kept, so they are kept once (measured at 1M demo rows:
+    a second cache of the spread rows cost 18.8 s on top of the 23.7 s parse and first cache).
 
     Fails (InputDataError naming the first bad lines) when the malformed share exceeds
     ``input.max_bad_share``. Call ``release()`` on the report when done with the good rows. Unlabeled
@@ -241,10 +249,11 @@ def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str, labeled: b
     files = list_input_files(spark, cfg.input.path)
     parsed = parse_input(spark, layout, files)
     scan = parsed.rdd.getNumPartitions()
-    wanted = partitions_for(spark, files, scan)
+    text_bytes = text_size(spark, files)
+    wanted = partitions_for(spark, text_bytes, scan)
     if scan < wanted:
         parsed = parsed.repartition(wanted, "row_id")
-    parsed, kept = keep_rows(spark, parsed)
+    parsed, kept = keep_rows(spark, parsed, text_bytes)
     # A cache is built uncompressed: random ids compress little (1M demo rows: 166 MB against 133 MB) and
     # the compression pass cost more than it saves later (read_input 12.8 s against 14.0 s).
     with temporary_conf(spark, "spark.sql.inMemoryColumnarStorage.compressed", "false"):
