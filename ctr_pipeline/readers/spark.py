@@ -216,9 +216,10 @@ def keep_rows(spark: SparkSession, parsed: DataFrame, text_bytes: int) -> tuple[
     1 / CHECKPOINT_HEAP_SHARE of the driver's heap, the rows are kept as a local checkpoint: row blocks in
     the block manager, built in about half the time of Spark SQL's columnar cache (1M demo rows, parse and
     spread included: 8.0 s against 17.1 s; read_input 17-19 s against 25 s). Row blocks take several
-    times the columnar cache's memory, so larger inputs are cached (10M demo rows, 4 GB heap, one run
-    each: the sample stage took 237 s with a checkpoint, 217 s cached). On a cluster the rows are cached
-    too, so that a lost executor's part is recomputed from the lineage, which a local checkpoint cannot do.
+    times the columnar cache's memory and spill beyond the heap, so larger inputs are cached. At 10M demo
+    rows (4 GB heap) timing did not decide it: the sample stage alone took 237 s checkpointed and 217 s
+    cached, inside whole runs 211 s and 239 s. On a cluster the rows are cached too, so that a lost
+    executor's part is recomputed from the lineage, which a local checkpoint cannot do.
     """
     heap = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory()
     if spark.sparkContext.master.startswith("local") and text_bytes * CHECKPOINT_HEAP_SHARE <= heap:
