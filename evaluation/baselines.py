@@ -184,22 +184,18 @@ def validation_mxe(models: list, df: DataFrame) -> list[float]:
     """Unweighted MXE of each linear model on ``df`` (label, features), in one pass."""
     from features.spark_io import batch_csr, vector_width
 
-    from .core import EPS
+    from .core import mxe
 
     width = vector_width(df)
 
     def losses(batches):
-        import numpy as np
         import pyarrow as pa
 
         for b in batches:
             if not b.num_rows:
                 continue
-            x, y = batch_csr(b, width), b.column("label").to_numpy(zero_copy_only=False).astype(np.float64)
-            sums = []
-            for m in models:
-                p = np.clip(m.predict(x), EPS, 1 - EPS)
-                sums.append(float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).sum()))
+            x, y = batch_csr(b, width), b.column("label").to_numpy(zero_copy_only=False)
+            sums = [mxe(y, m.predict(x)) * b.num_rows for m in models]
             yield pa.RecordBatch.from_arrays([pa.array([sums]), pa.array([b.num_rows], pa.int64())],
                                              names=["sums", "n"])
 
