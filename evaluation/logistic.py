@@ -53,7 +53,8 @@ def fit(x: csr_matrix, y: np.ndarray, w: np.ndarray, reg: float, max_iter: int =
     # Jacobi scaling: every coordinate's curvature at the start (the loss's at the base rate, plus the
     # penalty's) becomes 1; the problem solved is unchanged, only better conditioned for L-BFGS.
     second = np.asarray(x.multiply(x).T @ w).ravel() / total
-    scale = 1.0 / np.sqrt(max(rate * (1 - rate), 1e-6) * second + reg)
+    # (a column never set, with reg 0, has no curvature and no gradient: any finite scale will do)
+    scale = 1.0 / np.sqrt(np.maximum(max(rate * (1 - rate), 1e-6) * second + reg, 1e-12))
     xs = (x @ diags(scale)).tocsr()
     penalty = reg * scale ** 2           # reg * (beta * scale)^2 / 2 on the scaled coefficients beta
     start = np.zeros(x.shape[1] + 1)

@@ -64,3 +64,10 @@ def test_solution_equals_mllib_logistic_regression(spark):
     got = logistic.fit(x, y, w, reg, max_iter=1000, tol=1e-14)
     np.testing.assert_allclose(got.coef, ref.coefficients.toArray(), atol=1e-4)
     assert got.intercept == pytest.approx(ref.intercept, abs=1e-4)
+
+
+def test_no_penalty_with_an_unset_column_stays_finite():
+    x, y, w = problem(seed=7)
+    got = logistic.fit(x, y, w, 0.0, max_iter=200)
+    assert np.isfinite(got.coef).all() and got.coef[5] == 0.0
+    assert np.isfinite(got.predict(x)).all()
