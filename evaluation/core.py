@@ -49,6 +49,31 @@ def check_two_classes(split: str, rows: int, positives: int) -> None:
                              "is undefined: use a larger split or more input")
 
 
+MAX_SEGMENTS = 50          # segments in a segment table (those with most rows)
+
+
+def metric_record(m: dict, table: "ScoreTable", reliability: list) -> dict:
+    """The metrics of one model on one set: ``m`` (rows, positives, weight, positive_weight, sum_p, mxe,
+    distinct_scores) completed from its score table and reliability bins."""
+    base_rate = m["positive_weight"] / m["weight"]
+    return {**m, "base_rate": base_rate, "ne": normalized_entropy(m["mxe"], base_rate), "auc": table.roc_auc(),
+            "auc_error_bound": table.tie_bound(), "auc_exact": not table.quantized,
+            "pr_auc": table.average_precision(), "calibration": m["sum_p"] / m["positive_weight"],
+            "reliability": reliability}
+
+
+def segment_record(segment, rows: int, positives: int, weight: float, pos: float, sp: float, ll: float,
+                   table: "ScoreTable") -> dict:
+    """One segment's row of the segment table from its sums (weight, positive weight, weighted sum of
+    predictions and of log loss) and score table."""
+    rate = pos / weight if weight else 0.0
+    mxe_value = ll / weight if weight else None
+    two = 0 < positives < rows
+    return {"segment": segment, "rows": int(rows), "positives": int(positives), "base_rate": rate, "mxe": mxe_value,
+            "ne": normalized_entropy(mxe_value, rate) if two else None, "auc": table.roc_auc() if two else None,
+            "calibration": sp / pos if pos else None}
+
+
 # ---------------------------------------------------------------------------------------------- weighted metrics
 
 def entropy(rate: float) -> float:
@@ -173,6 +198,40 @@ def poisson_weights(row_ids: np.ndarray, seed: int, replicates: int) -> np.ndarr
         u = (keys(seed * 1_000_003 + b, ids).view(np.uint64) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
         out[b] = np.searchsorted(_POISSON_CDF, u, side="right")
     return out
+
+
+BOOTSTRAP_BINS = 1024
+
+
+def bootstrap_tallies(ids, y, w, p_a, p_b, edges_a, edges_b, seed: int, replicates: int):
+    """One batch's share of the paired bootstrap: (sums, hist). ``sums`` is (replicates, 3): weight, log
+    loss of A, log loss of B; ``hist`` is (4, replicates, BOOTSTRAP_BINS): positive and negative weight
+    per score bin of A, then of B (bins cut at ``edges_*``, ascending). Tallies of batches add up."""
+    B, nb = replicates, BOOTSTRAP_BINS
+    y = np.asarray(y, dtype=np.float64)
+    pa_, pb_ = (np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS) for p in (p_a, p_b))
+    weights = poisson_weights(ids, seed, B) * np.asarray(w, dtype=np.float64)          # (B, n)
+    ll_a = -(y * np.log(pa_) + (1 - y) * np.log1p(-pa_))
+    ll_b = -(y * np.log(pb_) + (1 - y) * np.log1p(-pb_))
+    sums = np.column_stack([weights.sum(1), weights @ ll_a, weights @ ll_b])
+    hist = np.zeros((4, B, nb))
+    offsets = (np.arange(B) * nb)[:, None]
+    for k, (pred, edges) in enumerate(((pa_, edges_a), (pb_, edges_b))):
+        flat = (offsets + np.searchsorted(edges, pred, side="left")[None, :]).ravel()
+        hist[2 * k] = np.bincount(flat, weights=(weights * y).ravel(), minlength=B * nb).reshape(B, nb)
+        hist[2 * k + 1] = np.bincount(flat, weights=(weights * (1 - y)).ravel(), minlength=B * nb).reshape(B, nb)
+    return sums, hist
+
+
+def bootstrap_summary(sums: np.ndarray, hist: np.ndarray, seed: int) -> dict:
+    """Intervals of the paired bootstrap from the summed tallies of :func:`bootstrap_tallies`."""
+    mxe_a, mxe_b = sums[:, 1] / sums[:, 0], sums[:, 2] / sums[:, 0]
+    auc_a, auc_b = binned_auc(hist[0], hist[1]), binned_auc(hist[2], hist[3])
+    rel = (mxe_b - mxe_a) / mxe_b
+    return {"replicates": len(sums), "seed": seed,
+            "mxe_difference": {"interval": percentile_interval(mxe_a - mxe_b), "std": float(np.std(mxe_a - mxe_b))},
+            "relative_mxe_improvement": {"interval": percentile_interval(rel), "std": float(np.std(rel))},
+            "auc_difference": {"interval": percentile_interval(auc_a - auc_b), "std": float(np.std(auc_a - auc_b))}}
 
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:

@@ -1,6 +1,7 @@
 """Spark adapter of the evaluation stage: score the splits with the model and the baselines, compute
-every metric on Spark, write ``evaluation/``: metrics.json, report.html (images embedded), report.md,
-importances.tsv, importances_by_column.tsv and plots/*.png."""
+every metric (on the driver for sets of up to ``local_metrics.LOCAL_ROWS`` rows, else on Spark), write
+``evaluation/``: metrics.json, report.html (images embedded), report.md, importances.tsv,
+importances_by_column.tsv and plots/*.png."""
 from __future__ import annotations
 
 import io
@@ -18,6 +19,7 @@ from ctr_pipeline.stage import StageContext, StageResult, json_default
 from features.spark_io import read_features, vector_width
 
 from . import baselines, plots
+from . import local_metrics as lm
 from . import spark_metrics as sm
 from .core import IMPORTANCE_TYPES, importance_by_column, importance_table
 from .report import LABELS, html_report, markdown_summary, summary_lines
@@ -36,7 +38,7 @@ def negative_rate(cfg: Config) -> Optional[float]:
 
 
 def scored_split(ctx: StageContext, booster_raw: bytes, fitted: dict, split: str) -> DataFrame:
-    """row_id, label, w, p_xgboost, p_<baseline>..., [segment column] of one split, persisted.
+    """row_id, label, w, p_xgboost, p_<baseline>..., [segment column] of one split.
 
     XGBoost and the linear baselines are scored in one Arrow pass over the stored CSR rows
     (``Booster.inplace_predict``, as batch scoring does); MLlib baselines by their own ``transform``."""
@@ -56,7 +58,7 @@ def scored_split(ctx: StageContext, booster_raw: bytes, fitted: dict, split: str
     if seg:
         raw = ctx.spark.read.parquet(str(ctx.run.path_of("sample") / split)).select("row_id", F.col(seg))
         df = df.join(raw, "row_id", "left")
-    return df.persist(StorageLevel.MEMORY_AND_DISK)
+    return df
 
 
 def importances(ctx: StageContext, booster) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -95,18 +97,21 @@ def run(ctx: StageContext) -> StageResult:
                            "negative_rate": w, "segment_by": e.segment_by, "baseline_settings": settings}
     tables: dict[str, Any] = {}
     rows = {}
+    split_rows = (ctx.run.stage_record("features") or {}).get("rows", {})
     for split in e.splits:
-        df = scored_split(ctx, raw_booster, fitted, split)
+        scored = scored_split(ctx, raw_booster, fitted, split)
+        local = split_rows.get(split, lm.LOCAL_ROWS + 1) <= lm.LOCAL_ROWS
+        # a small set comes to the driver once; a large one stays on Spark, persisted for the passes below
+        mm, df = (lm, scored.toPandas()) if local else (sm, scored.persist(StorageLevel.MEMORY_AND_DISK))
         try:
             for name in models:
-                m, table = sm.metrics(df, f"p_{name}", split, e.reliability_bins, e.exact_auc_limit)
+                m, table = mm.metrics(df, f"p_{name}", split, e.reliability_bins, e.exact_auc_limit)
                 if w is not None and split == "test":   # only train and validation were downsampled
-                    recal = df.withColumn(f"p_{name}", sm.recalibrated(F.col(f"p_{name}"), w))
-                    m["recalibrated"], _ = sm.metrics(recal, f"p_{name}", split, e.reliability_bins,
-                                                      e.exact_auc_limit)
+                    m["recalibrated"], _ = mm.metrics(mm.with_recalibrated(df, f"p_{name}", w), f"p_{name}", split,
+                                                      e.reliability_bins, e.exact_auc_limit)
                 if name == "xgboost":
                     if e.segment_by:
-                        m["segments"] = sm.segment_metrics(df, "p_xgboost", e.segment_by)
+                        m["segments"] = mm.segment_metrics(df, "p_xgboost", e.segment_by)
                     out["splits"][split] = m
                 else:
                     out["baselines"][name][split] = m
@@ -122,10 +127,10 @@ def run(ctx: StageContext) -> StageResult:
                 if e.bootstrap and split == report_split:
                     log.info("evaluate: paired bootstrap, %d replicates, XGBoost vs %s on %s", e.bootstrap, name,
                              split)
-                    c["bootstrap"] = sm.bootstrap(df, "p_xgboost", f"p_{name}", e.bootstrap, e.seed)
+                    c["bootstrap"] = mm.bootstrap(df, "p_xgboost", f"p_{name}", e.bootstrap, e.seed)
                 out["comparison"].setdefault(split, {})[name] = c
         finally:
-            df.unpersist()
+            scored.unpersist()
     table, by_column = importances(ctx, booster)
     (ctx.out / "importances.tsv").write_text(table.to_csv(sep="\t", index=False))
     (ctx.out / "importances_by_column.tsv").write_text(by_column.to_csv(sep="\t", index=False))
@@ -138,8 +143,10 @@ def run(ctx: StageContext) -> StageResult:
     for name, png in images.items():
         (ctx.out / "plots" / f"{name}.png").write_bytes(png)
     title = f"Evaluation of {ctx.run.root.name}"
-    notes = [f"Run: {ctx.run.root}. Splits: {', '.join(e.splits)}. Metrics computed on Spark; AUC exact "
-             "(ties count as half) unless auc_exact is false, then within auc_error_bound."]
+    notes = [f"Run: {ctx.run.root}. Splits: {', '.join(e.splits)}. Metrics of sets of up to {lm.LOCAL_ROWS:,} "
+             "rows computed on the driver from the collected predictions (exact quantiles and AUC), of larger "
+             "sets on Spark (quantiles within 1e-4 of the rank); AUC exact (ties count as half) unless "
+             "auc_exact is false, then within auc_error_bound."]
     for name, setting in settings.items():
         if setting["fit_rows"] < setting["train_rows"]:
             notes.append(f"Baseline {LABELS.get(name, name)} was fit on an exact random sample of "

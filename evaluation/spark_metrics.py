@@ -12,12 +12,10 @@ import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from .core import (EPS, ScoreTable, binned_auc, check_two_classes, normalized_entropy, percentile_interval,
-                   poisson_weights)
+from .core import (BOOTSTRAP_BINS, EPS, MAX_SEGMENTS, ScoreTable, bootstrap_summary, bootstrap_tallies,
+                   check_two_classes, metric_record, segment_record)
 
 ROUND_DIGITS = 7       # rounding of scores when a set has more distinct scores than exact_auc_limit
-MAX_SEGMENTS = 50
-BOOTSTRAP_BINS = 1024
 
 
 def _logloss(p: Column) -> Column:
@@ -77,12 +75,7 @@ def metrics(df: DataFrame, p: str, split: str, bins: int, exact_limit: int) -> t
     m = basic(df, p)
     check_two_classes(split, m["rows"], m["positives"])
     table = score_table(df, p, exact=m["distinct_scores"] <= exact_limit)
-    base_rate = m["positive_weight"] / m["weight"]
-    m.update({"base_rate": base_rate, "ne": normalized_entropy(m["mxe"], base_rate), "auc": table.roc_auc(),
-              "auc_error_bound": table.tie_bound(), "auc_exact": not table.quantized,
-              "pr_auc": table.average_precision(), "calibration": m["sum_p"] / m["positive_weight"],
-              "reliability": reliability(df, p, bins)})
-    return m, table
+    return metric_record(m, table, reliability(df, p, bins)), table
 
 
 def segment_metrics(df: DataFrame, p: str, segment: str) -> list[dict[str, Any]]:
@@ -97,21 +90,17 @@ def segment_metrics(df: DataFrame, p: str, segment: str) -> list[dict[str, Any]]
     tables = score_table(df.filter(F.col(segment).isin([k for k in keep if k is not None])
                                    | (F.col(segment).isNull() if None in keep else F.lit(False))),
                          p, exact=False, segment=segment)
-    out = []
-    for r in top:
-        rate = r["pos"] / r["weight"] if r["weight"] else 0.0
-        mxe = r["ll"] / r["weight"] if r["weight"] else None
-        two = 0 < r["positives"] < r["rows"]
-        out.append({"segment": r["seg"], "rows": int(r["rows"]), "positives": int(r["positives"]),
-                    "base_rate": rate, "mxe": mxe, "ne": normalized_entropy(mxe, rate) if two else None,
-                    "auc": tables[r["seg"]].roc_auc() if two else None,
-                    "calibration": r["sp"] / r["pos"] if r["pos"] else None})
-    return out
+    return [segment_record(r["seg"], r["rows"], r["positives"], r["weight"], r["pos"], r["sp"], r["ll"],
+                           tables[r["seg"]]) for r in top]
 
 
 def recalibrated(p: Column, negative_rate: float) -> Column:
     """p' = p / (p + (1 - p) / w): predictions of a model trained with negatives kept at rate w."""
     return p / (p + (1 - p) / F.lit(negative_rate))
+
+
+def with_recalibrated(df: DataFrame, p: str, negative_rate: float) -> DataFrame:
+    return df.withColumn(p, recalibrated(F.col(p), negative_rate))
 
 
 def bootstrap(df: DataFrame, p_a: str, p_b: str, replicates: int, seed: int) -> dict[str, Any]:
@@ -120,30 +109,19 @@ def bootstrap(df: DataFrame, p_a: str, p_b: str, replicates: int, seed: int) -> 
     (seed, replicate, row_id), so the result does not depend on partitioning."""
     probs = [i / BOOTSTRAP_BINS for i in range(1, BOOTSTRAP_BINS)]
     edges_a, edges_b = (np.unique(df.approxQuantile(c, probs, 1e-4)) for c in (p_a, p_b))
-    nb, B = BOOTSTRAP_BINS, replicates
 
     def partial(batches):
-        sums = np.zeros((B, 3))                 # weight, logloss A, logloss B
-        hist = np.zeros((4, B, nb))             # pos A, neg A, pos B, neg B
+        sums, hist = np.zeros((replicates, 3)), np.zeros((4, replicates, BOOTSTRAP_BINS))
         for b in batches:
             if b.num_rows == 0:
                 continue
-            ids = b.column("row_id").to_numpy(zero_copy_only=False)
-            y = b.column("label").to_numpy(zero_copy_only=False).astype(np.float64)
-            w = b.column("w").to_numpy(zero_copy_only=False)
-            pa_, pb_ = (np.clip(b.column(c).to_numpy(zero_copy_only=False), EPS, 1 - EPS) for c in (p_a, p_b))
-            weights = poisson_weights(ids, seed, B) * w          # (B, n)
-            ll_a = -(y * np.log(pa_) + (1 - y) * np.log1p(-pa_))
-            ll_b = -(y * np.log(pb_) + (1 - y) * np.log1p(-pb_))
-            sums += np.column_stack([weights.sum(1), weights @ ll_a, weights @ ll_b])
-            offsets = (np.arange(B) * nb)[:, None]
-            for k, (pred, edges) in enumerate(((pa_, edges_a), (pb_, edges_b))):
-                flat = (offsets + np.searchsorted(edges, pred, side="left")[None, :]).ravel()
-                hist[2 * k] += np.bincount(flat, weights=(weights * y).ravel(), minlength=B * nb).reshape(B, nb)
-                hist[2 * k + 1] += np.bincount(flat, weights=(weights * (1 - y)).ravel(),
-                                               minlength=B * nb).reshape(B, nb)
+            s, h = bootstrap_tallies(*(b.column(c).to_numpy(zero_copy_only=False)
+                                       for c in ("row_id", "label", "w", p_a, p_b)),
+                                     edges_a, edges_b, seed, replicates)
+            sums += s
+            hist += h
         yield pa.RecordBatch.from_arrays(
-            [pa.array(np.arange(B, dtype=np.int32)),
+            [pa.array(np.arange(replicates, dtype=np.int32)),
              *[pa.array(sums[:, i]) for i in range(3)],
              *[pa.array(list(hist[i])) for i in range(4)]],
             names=["b", "sw", "ll_a", "ll_b", "pos_a", "neg_a", "pos_b", "neg_b"])
@@ -151,17 +129,9 @@ def bootstrap(df: DataFrame, p_a: str, p_b: str, replicates: int, seed: int) -> 
     schema = ("b int, sw double, ll_a double, ll_b double, pos_a array<double>, neg_a array<double>, "
               "pos_b array<double>, neg_b array<double>")
     parts = df.select("row_id", "label", "w", p_a, p_b).mapInArrow(partial, schema).toPandas()
-    total = parts.groupby("b").agg({"sw": "sum", "ll_a": "sum", "ll_b": "sum"}).sort_index()
-    arrays = {k: np.zeros((B, nb)) for k in ("pos_a", "neg_a", "pos_b", "neg_b")}
+    sums, hist = np.zeros((replicates, 3)), np.zeros((4, replicates, BOOTSTRAP_BINS))
     for row in parts.itertuples(index=False):
-        for k in arrays:
-            arrays[k][row.b] += np.asarray(getattr(row, k))
-    mxe_a = total["ll_a"].to_numpy() / total["sw"].to_numpy()
-    mxe_b = total["ll_b"].to_numpy() / total["sw"].to_numpy()
-    auc_a = binned_auc(arrays["pos_a"], arrays["neg_a"])
-    auc_b = binned_auc(arrays["pos_b"], arrays["neg_b"])
-    rel = (mxe_b - mxe_a) / mxe_b
-    return {"replicates": B, "seed": seed,
-            "mxe_difference": {"interval": percentile_interval(mxe_a - mxe_b), "std": float(np.std(mxe_a - mxe_b))},
-            "relative_mxe_improvement": {"interval": percentile_interval(rel), "std": float(np.std(rel))},
-            "auc_difference": {"interval": percentile_interval(auc_a - auc_b), "std": float(np.std(auc_a - auc_b))}}
+        sums[row.b] += (row.sw, row.ll_a, row.ll_b)
+        for k, name in enumerate(("pos_a", "neg_a", "pos_b", "neg_b")):
+            hist[k, row.b] += np.asarray(getattr(row, name))
+    return bootstrap_summary(sums, hist, seed)

@@ -1,11 +1,13 @@
-"""Evaluation metrics on Spark against scikit-learn on the same rows (to 1e-9), the rounded-score path
-within its bound, segments, reliability, and the paired bootstrap's reproducibility."""
+"""Evaluation metrics on Spark and on the driver (a collected set) against scikit-learn on the same rows
+(to 1e-9), both paths against each other, the rounded-score path within its bound, segments, reliability,
+and the paired bootstrap's reproducibility."""
 import numpy as np
 import pytest
 from pyspark.sql import functions as F
 from sklearn.metrics import average_precision_score, log_loss, roc_auc_score
 
 from ctr_pipeline.errors import InputDataError
+from evaluation import local_metrics as lm
 from evaluation import spark_metrics as sm
 
 pytestmark = pytest.mark.spark
@@ -26,9 +28,16 @@ def scored(spark):
     return df.repartition(3), dict(y=y, w=w, p_a=p_a, p_b=p_b, seg=seg)
 
 
-def test_metrics_match_sklearn_with_weights_and_ties(scored):
+@pytest.fixture(params=["spark", "driver"])
+def path(request, scored):
+    """(metrics module, its input): the Spark DataFrame, or the same rows collected to pandas."""
     df, a = scored
-    m, table = sm.metrics(df, "p_a", "test", bins=5, exact_limit=10_000)
+    return (sm, df, a) if request.param == "spark" else (lm, df.toPandas(), a)
+
+
+def test_metrics_match_sklearn_with_weights_and_ties(path):
+    mm, df, a = path
+    m, table = mm.metrics(df, "p_a", "test", bins=5, exact_limit=10_000)
     y, w, p = a["y"], a["w"], a["p_a"]
     assert m["auc_exact"] and m["auc_error_bound"] == 0.0
     assert m["auc"] == pytest.approx(roc_auc_score(y, p, sample_weight=w), abs=1e-9)
@@ -53,9 +62,9 @@ def test_rounded_scores_stay_within_the_reported_bound(scored):
     assert exact["auc"] == pytest.approx(roc_auc_score(a["y"], a["p_b"], sample_weight=a["w"]), abs=1e-9)
 
 
-def test_segments_by_hand(scored):
-    df, a = scored
-    segs = {s["segment"]: s for s in sm.segment_metrics(df, "p_a", "seg")}
+def test_segments_by_hand(path):
+    mm, df, a = path
+    segs = {s["segment"]: s for s in mm.segment_metrics(df, "p_a", "seg")}
     assert set(segs) == {"a", "b", "c"}
     for name, s in segs.items():
         k = a["seg"] == name
@@ -66,8 +75,48 @@ def test_segments_by_hand(scored):
 
 def test_one_class_split_is_a_clear_error(spark):
     df = spark.createDataFrame([(1, 0, 1.0, 0.2), (2, 0, 1.0, 0.3)], "row_id long, label int, w double, p double")
-    with pytest.raises(InputDataError, match="split test has only one class"):
-        sm.metrics(df, "p", "test", bins=5, exact_limit=1000)
+    for mm, data in ((sm, df), (lm, df.toPandas())):
+        with pytest.raises(InputDataError, match="split test has only one class"):
+            mm.metrics(data, "p", "test", bins=5, exact_limit=1000)
+
+
+def test_driver_and_spark_paths_agree(scored):
+    """On a set this small Spark's quantiles are exact, so every record is the same on both paths but the
+    distinct-score count (the segment AUCs too: Spark rounds segment scores to 7 digits, these have 3)."""
+    df, a = scored
+    local = df.toPandas().sample(frac=1.0, random_state=3)          # row order must not matter
+    for p in ("p_a", "p_b"):
+        (ms, ts), (ml, tl) = sm.metrics(df, p, "test", 7, 10_000), lm.metrics(local, p, "test", 7, 10_000)
+        assert ms.keys() == ml.keys()
+        for k in ms:
+            if k == "reliability":
+                assert [b["bin"] for b in ms[k]] == [b["bin"] for b in ml[k]]
+                for bs, bl in zip(ms[k], ml[k]):
+                    assert bs == pytest.approx(bl, rel=1e-9)
+            elif k == "distinct_scores":                    # Spark's is approximate (HyperLogLog)
+                assert ms[k] == pytest.approx(ml[k], rel=0.05) and ml[k] == len(np.unique(local[p]))
+            else:
+                assert ms[k] == pytest.approx(ml[k], rel=1e-9), k
+        np.testing.assert_allclose(ts.pos, tl.pos) and np.testing.assert_allclose(ts.score, tl.score)
+    seg_s = {s["segment"]: s for s in sm.segment_metrics(df, "p_a", "seg")}
+    seg_l = {s["segment"]: s for s in lm.segment_metrics(local, "p_a", "seg")}
+    assert seg_s.keys() == seg_l.keys()
+    for name in seg_s:
+        assert seg_s[name].pop("segment") == seg_l[name].pop("segment") == name
+        assert seg_s[name] == pytest.approx(seg_l[name], rel=1e-9)
+    bs, bl = sm.bootstrap(df, "p_a", "p_b", 40, 11), lm.bootstrap(local, "p_a", "p_b", 40, 11)
+    for key in ("mxe_difference", "relative_mxe_improvement", "auc_difference"):
+        assert bs[key]["interval"] == pytest.approx(bl[key]["interval"], rel=1e-9, abs=1e-12)
+        assert bs[key]["std"] == pytest.approx(bl[key]["std"], rel=1e-9, abs=1e-12)
+    got = lm.with_recalibrated(local, "p_a", 0.1)["p_a"].to_numpy()
+    want = [r[1] for r in df.select("row_id", sm.recalibrated(F.col("p_a"), 0.1)).orderBy("row_id").collect()]
+    assert np.sort(got) == pytest.approx(np.sort(want), abs=1e-15)
+
+
+def test_driver_quantiles_are_spark_exact_ranks():
+    x = np.array([5.0, 1.0, np.nan, 3.0, 3.0, 2.0])
+    assert lm.quantiles(x, [0.2, 0.5, 0.6, 0.99]).tolist() == [1.0, 3.0, 3.0, 5.0]   # ranks 1, 3, 3, 5 of 5
+    assert lm.quantiles(np.array([np.nan]), [0.5]).size == 0
 
 
 def test_paired_bootstrap_reproducible_and_partition_free(scored):
@@ -76,6 +125,9 @@ def test_paired_bootstrap_reproducible_and_partition_free(scored):
     two = sm.bootstrap(df.repartition(7), "p_a", "p_b", replicates=50, seed=11)
     for key in ("mxe_difference", "relative_mxe_improvement", "auc_difference"):
         assert one[key]["interval"] == pytest.approx(two[key]["interval"], abs=1e-12)
+    small_chunks = lm.bootstrap(df.toPandas(), "p_a", "p_b", replicates=50, seed=11)
+    for key in ("mxe_difference", "relative_mxe_improvement", "auc_difference"):
+        assert one[key]["interval"] == pytest.approx(small_chunks[key]["interval"], abs=1e-12)
     other = sm.bootstrap(df, "p_a", "p_b", replicates=50, seed=12)
     assert other["mxe_difference"]["interval"] != one["mxe_difference"]["interval"]
     lo, hi = one["mxe_difference"]["interval"]
