@@ -18,6 +18,7 @@ from . import __version__
 from .aws import AwsSettings, spark_s3_conf
 from .config import Layer, build_config, describe, flag_layer, load_file_layer, parse_set_option, schema_markdown
 from .errors import RunFailed, UserError
+from .redact import RedactSecrets, redact_text, without_redacted
 from .runs import STAGES, RunDir
 from .schema import SPLIT_NAMES, Config
 from .storage import Location, is_remote
@@ -140,7 +141,7 @@ def config_from_args(args: argparse.Namespace, run: Optional[RunDir] = None,
     layers = list(flag_layers(args) if layers is None else layers)
     recorded = run.manifest().get("config") if run is not None else None
     if recorded:
-        layers.insert(0, Layer(str(run.manifest_path), recorded))
+        layers.insert(0, Layer(str(run.manifest_path), without_redacted(recorded)))
     cfg = build_config(layers)
     path = cfg.input.path
     if path and "://" not in path and not os.path.isabs(path):  # keep the run valid from any directory
@@ -214,7 +215,10 @@ def _check_input(cfg: Config) -> None:
 # ---------------------------------------------------------------------------------------------- commands
 
 def cmd_stages(args: argparse.Namespace) -> int:
+    from .invocation import invocation_log, one_line_failures
+    from .locks import Lock
     from .pipeline import run_stages
+    from .runs import LOGS, RUN_LOCK
     from .spark import check_master
 
     run, cfg = open_run(args)
@@ -233,17 +237,19 @@ def cmd_stages(args: argparse.Namespace) -> int:
             session["spark"] = get_session(cfg.spark, extra_conf=spark_s3_conf(AwsSettings.from_config(cfg)))
         return session["spark"]
 
-    try:
-        records = run_stages(args.stages, cfg, run, spark_factory, force=args.force,
-                             options={"resume": getattr(args, "resume", False)})
-    finally:
-        if "spark" in session:
-            session["spark"].stop()
-    print_summary(run, records)
+    with invocation_log(run.root / LOGS) as log_path, one_line_failures(log_path):
+        with Lock(run.root / RUN_LOCK, " ".join(args.stages), what=f"run directory {run.root}"):
+            try:
+                records = run_stages(args.stages, cfg, run, spark_factory, force=args.force,
+                                     options={"resume": getattr(args, "resume", False)})
+            finally:
+                if "spark" in session:
+                    session["spark"].stop()
+    print_summary(run, records, log_path)
     return 0
 
 
-def print_summary(run: RunDir, records: dict[str, dict]) -> None:
+def print_summary(run: RunDir, records: dict[str, dict], log_path: str) -> None:
     print(f"\nctr-pipeline: run {run.root}")
     print(f"  {'stage':<10}{'seconds':>9}{'rows/s':>10}  rows")
     for stage, rec in records.items():
@@ -257,6 +263,7 @@ def print_summary(run: RunDir, records: dict[str, dict]) -> None:
         for line in rec.get("summary", []):
             print(f"  {line}")
     print(f"  manifest: {run.manifest_path}")
+    print(f"  log: {log_path}")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -334,6 +341,7 @@ def _setup_logging(quiet: bool) -> None:
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        handler.addFilter(RedactSecrets())
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
@@ -349,14 +357,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         _setup_logging(args.quiet)
         return args.handler(args)
     except UserError as exc:
-        print(f"ctr-pipeline: error: {exc}", file=sys.stderr)
+        print(f"ctr-pipeline: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except RunFailed as exc:
-        print(f"ctr-pipeline: failed: {exc}", file=sys.stderr)
+        print(f"ctr-pipeline: failed: {redact_text(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ctr-pipeline: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:   # outside a run directory's invocation log: the trace goes to a file of its own
+        from .failures import explain
+        from .invocation import trace_file
+
+        print(f"ctr-pipeline: failed: {redact_text(explain(exc))} (full trace: {trace_file(exc)})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

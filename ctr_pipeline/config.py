@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from .errors import ConfigError
+from .redact import redacted
 from .storage import Location
 from .schema import (BASELINES, CATEGORICAL_ENCODINGS, NUMERIC_TRANSFORMS, SECTIONS, SPLIT_NAMES, TIME_FEATURES,
                      Config)
@@ -411,11 +412,12 @@ def resolved_columns(cfg: Config) -> tuple[tuple[str, ...], tuple[str, ...]]:
 # ---------------------------------------------------------------------------------------------- output
 
 def to_dict(cfg: Config) -> dict[str, dict[str, Any]]:
-    """Plain JSON-able dict of every section (tuples become lists)."""
+    """Plain JSON-able dict of every section (tuples become lists), secrets redacted: this is what the
+    manifest records, ``config`` shows and the stage hashes cover."""
     out = {}
     for section in SECTIONS:
         body = dataclasses.asdict(getattr(cfg, section))
-        out[section] = json.loads(json.dumps(body))
+        out[section] = redacted(json.loads(json.dumps(body)))
     return out
 
 

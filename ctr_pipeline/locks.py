@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 from .errors import UserError
+from .redact import redact_text
 from .storage import Location, private_copy
 
 log = logging.getLogger("ctr_pipeline.locks")
@@ -51,8 +52,8 @@ class Holder:
     @classmethod
     def me(cls, purpose: str) -> "Holder":
         now = time.time()
-        return cls(uuid.uuid4().hex, purpose, user_name(), socket.gethostname(), os.getpid(),
-                   " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:300], now, now)
+        command = redact_text(" ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv)))
+        return cls(uuid.uuid4().hex, purpose, user_name(), socket.gethostname(), os.getpid(), command[:300], now, now)
 
     def describe(self) -> str:
         taken = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(self.acquired))

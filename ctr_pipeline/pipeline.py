@@ -12,7 +12,8 @@ import uuid
 from typing import Any, Callable, Iterable, Optional
 
 from .config import section_hash, to_dict
-from .errors import StageError
+from .errors import RunFailed, StageError, UserError
+from .failures import explain
 from .progress import watch
 from .runs import CONFIG_SECTIONS, STAGES, UPSTREAM, RunDir
 from .schema import Config
@@ -65,8 +66,10 @@ def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], 
         with watch(spark, stage, cfg.spark.progress_seconds):
             result: StageResult = module.run(ctx)
         location = run.publish(stage, staging)
-    except BaseException:
+    except BaseException as exc:
         run.discard(staging)
+        if isinstance(exc, Exception) and not isinstance(exc, (UserError, RunFailed)):
+            raise RunFailed(f"{stage} stage failed: {explain(exc)}") from exc
         raise
     seconds = time.perf_counter() - t0
     manifest = run.manifest()

@@ -1,4 +1,5 @@
-"""A run is a directory: ``splits/ features/ model/ evaluation/ manifest.json``.
+"""A run is a directory: ``splits/ features/ model/ evaluation/ manifest.json``, with ``logs/`` (one
+file per command run on it) and, while a command writes it, ``run.lock`` naming that command.
 
 The run directory is a local path or an ``s3://`` prefix; every file goes through
 :mod:`ctr_pipeline.storage`. The manifest, replaced whole by one atomic write, is the commit point:
@@ -28,6 +29,8 @@ UPSTREAM = {"sample": (), "features": ("sample",), "train": ("features",), "eval
 CONFIG_SECTIONS = {"sample": ("input", "sampling"), "features": ("features",), "train": ("training",),
                    "evaluate": ("evaluation",)}
 MANIFEST = "manifest.json"
+RUN_LOCK = "run.lock"   # held by the command writing the run (ctr_pipeline.locks: one writer at a time)
+LOGS = "logs"           # one log file per command run on the directory
 FORMAT_VERSION = 1
 VERSION_PREFIX = "v-"  # version directories of a stage on object stores: splits/v-<id>/
 
@@ -162,7 +165,15 @@ class RunDir:
         staging.move_to(dest)
         if trash is not None:
             trash.rmtree()
+        self._drop_empty_staging()
         return STAGE_DIRS[stage]
 
     def discard(self, staging: Location) -> None:
+        """Remove a failed stage's staging directory."""
         staging.rmtree()
+        self._drop_empty_staging()
+
+    def _drop_empty_staging(self) -> None:
+        parent = self.root / ".staging"
+        if self.root.is_local and parent.path.is_dir() and not any(parent.path.iterdir()):
+            parent.path.rmdir()

@@ -229,7 +229,7 @@ def test_the_invocation_log_gets_everything_and_the_console_what_it_showed(tmp_p
     import io
     import logging
 
-    from ctr_pipeline.refresh.cli import invocation_log
+    from ctr_pipeline.invocation import invocation_log
     from ctr_pipeline.storage import Location
 
     logger = logging.getLogger("ctr_pipeline")

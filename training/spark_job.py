@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from ctr_pipeline.aws import AwsSettings
 from ctr_pipeline.errors import ConfigError, StageError, UserError
+from ctr_pipeline.failures import failure_reason
 from ctr_pipeline.spark import task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
@@ -146,16 +147,6 @@ def fit_with_retries(ctx: StageContext, params: dict, data, resume: bool):
                         attempt, attempts, reason, wait)
             time.sleep(wait)
     raise AssertionError("unreachable")  # the loop returns or raises
-
-
-def failure_reason(exc: BaseException) -> str:
-    """One line for a failed attempt: the innermost Python error a Spark task reported, if any."""
-    text = str(exc)
-    for line in reversed(text.splitlines()):
-        line = line.strip()
-        if line and ("Error:" in line or "Exception:" in line) and not line.startswith("at "):
-            return line[:300]
-    return (text.strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 def keep_best_trees(model, history: dict, stopping: bool) -> Optional[int]:

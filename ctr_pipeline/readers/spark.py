@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from ..config import resolved_columns
 from ..errors import InputDataError
+from ..failures import corrupt_compressed
 from ..schema import Config
 from ..spark import temporary_conf
 from . import arrow
@@ -254,12 +255,25 @@ def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str, labeled: b
     wanted = partitions_for(spark, text_bytes, scan)
     if scan < wanted:
         parsed = parsed.repartition(wanted, "row_id")
-    parsed, kept = keep_rows(spark, parsed, text_bytes)
-    # A cache is built uncompressed: random ids compress little (1M demo rows: 166 MB against 133 MB) and
-    # the compression pass cost more than it saves later (read_input 12.8 s against 14.0 s).
-    with temporary_conf(spark, "spark.sql.inMemoryColumnarStorage.compressed", "false"):
-        counts = {r["bad"]: r["count"] for r in
-                  parsed.groupBy(F.col("_reason").isNotNull().alias("bad")).count().collect()}
+    kept = None
+    try:   # the first pass reads every file: an unreadable one fails it
+        parsed, kept = keep_rows(spark, parsed, text_bytes)
+        # A cache is built uncompressed: random ids compress little (1M demo rows: 166 MB against 133 MB)
+        # and the compression pass cost more than it saves later (read_input 12.8 s against 14.0 s).
+        with temporary_conf(spark, "spark.sql.inMemoryColumnarStorage.compressed", "false"):
+            counts = {r["bad"]: r["count"] for r in
+                      parsed.groupBy(F.col("_reason").isNotNull().alias("bad")).count().collect()}
+    except Exception as exc:
+        if kept is not None:
+            kept.release()
+        unreadable = unreadable_files(spark, files) if corrupt_compressed(str(exc)) else []
+        if unreadable:
+            shown = "; ".join(f"{name} ({reason})" for name, reason in unreadable[:5])
+            raise InputDataError(
+                f"{len(unreadable)} input file(s) cannot be read to their end, truncated or corrupt: {shown}. The "
+                "run stopped rather than drop their rows (input.max_bad_share counts malformed lines, not "
+                "unreadable files): fetch them again, or move them out of the input") from None
+        raise
     total, bad = sum(counts.values()), counts.get(True, 0)
     if total == 0:
         kept.release()
@@ -289,6 +303,29 @@ def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str, labeled: b
     if layout.format == "libsvm":
         good, num_features = _libsvm_vectors(good, cfg.input.num_features, cfg.source_of("input.num_features"))
     return InputReport(good, files, total, bad, num_features, cached=kept)
+
+
+def unreadable_files(spark: SparkSession, files: list[InputFile]) -> list[tuple[str, str]]:
+    """(file, error) for each compressed input file that its codec cannot read to the end: each is read
+    through Hadoop's codec, as Spark's scan reads it, into a null stream (called only after a failure)."""
+    from py4j.protocol import Py4JJavaError
+
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    factory = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
+    bad = []
+    for f in files:
+        path = jvm.org.apache.hadoop.fs.Path(f.uri)
+        codec = factory.getCodec(path)
+        if codec is None:
+            continue
+        try:
+            stream = codec.createInputStream(path.getFileSystem(conf).open(path))
+            jvm.org.apache.hadoop.io.IOUtils.copyBytes(stream, jvm.org.apache.commons.io.output.NullOutputStream(),
+                                                       1 << 16, True)
+        except Py4JJavaError as exc:
+            bad.append((f.display, str(exc.java_exception.toString())))
+    return bad
 
 
 def check_bad_columns(parsed: DataFrame, bad_rows: DataFrame, layout: Layout, files: list[InputFile]) -> None:

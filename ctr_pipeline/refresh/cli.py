@@ -8,17 +8,12 @@ writes a log file, ``REGISTRY/refresh/logs/<UTC time>-<pid>.log`` (on S3 uploade
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import os
-import tempfile
 import traceback
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import InputDataError, RunFailed, UserError
-from ..storage import Location
+from ..invocation import invocation_log
 
 log = logging.getLogger("ctr_pipeline.refresh")
 
@@ -34,44 +29,14 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=cmd_refresh)
 
 
-@contextlib.contextmanager
-def invocation_log(folder: Location) -> Iterator[str]:
-    """Everything the ctr_pipeline loggers say, at INFO and above, into a file in ``folder`` (local
-    directly; on S3 written locally and uploaded at the end). Yields where it will be."""
-    name = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}.log"
-    with contextlib.ExitStack() as stack:
-        local = (folder.path if folder.is_local else
-                 Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ctr-refresh-log-"))))
-        local.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(local / name, encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-        handler.setLevel(logging.INFO)
-        logger = logging.getLogger("ctr_pipeline")
-        old_level = logger.level
-        shown = {h: h.level for h in logger.handlers}     # the console keeps showing what it showed (-q)
-        for h in shown:
-            h.setLevel(max(h.level, old_level))
-        logger.addHandler(handler)
-        logger.setLevel(min(old_level or logging.INFO, logging.INFO))
-        try:
-            yield str(folder / name)
-        finally:
-            logger.removeHandler(handler)
-            logger.setLevel(old_level)
-            for h, level in shown.items():
-                h.setLevel(level)
-            handler.close()
-            if not folder.is_local:
-                (folder / name).write_bytes((local / name).read_bytes())
-
-
 def _champion_config(args: argparse.Namespace, layers, registry) -> tuple[str, Any]:
     """(the champion's version, the effective config: the champion's own < --config < --set < flags)."""
     from ..cli import config_from_args
     from ..config import Layer
+    from ..redact import without_redacted
 
     champion = registry.resolve("champion")
-    recorded = registry.bundle(champion).config
+    recorded = without_redacted(registry.bundle(champion).config)
     return champion, config_from_args(args, layers=[Layer(f"{registry.root}@{champion} (the champion's "
                                                           "configuration)", recorded), *layers])
 
@@ -140,9 +105,11 @@ def refresh_registry(spark, cfg, registry, champion: str, force: bool, log_path:
     except (UserError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        from training.spark_job import failure_reason
+        from ..failures import failure_reason
+        from ..invocation import TRACE
 
-        log.error("refresh: failed\n%s", traceback.format_exc())
+        log.error("refresh: failed: %s", failure_reason(exc))
+        logging.getLogger(TRACE).error("refresh: failed\n%s", traceback.format_exc())
         raise RunFailed(f"refresh failed, champion {champion} kept: {failure_reason(exc)} (full trace: {log_path})") \
             from None
     line = rules.summary_line(record)
