@@ -115,26 +115,33 @@ def _run_phase(phase: str, inputs: list[str], runner: str, stratify_by: Optional
         args += ["--plan", str(plan)]
     job = MRScalableSRS(args=[*args, *inputs])
     with job.make_runner() as run:
-        run.run()
-        if output_dir is None:
-            return list(job.parse_output(run.cat_output()))
-        # streamed into our own file: the spark runner's harness fails on an explicit --output-dir
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with open(output_dir / "part-00000", "wb") as fh:
-            for chunk in run.cat_output():
-                fh.write(chunk)
-        return []
+        try:
+            run.run()
+            if output_dir is None:
+                return list(job.parse_output(run.cat_output()))
+            # streamed into our own file: the spark runner's harness fails on an explicit --output-dir
+            output_dir.mkdir(parents=True, exist_ok=True)
+            with open(output_dir / "part-00000", "wb") as fh:
+                for chunk in run.cat_output():
+                    fh.write(chunk)
+            return []
+        finally:   # the setup wrapper's lock file, which mrjob puts in /tmp and never removes
+            Path(f"/tmp/wrapper.lock.{run.get_job_key()}").unlink(missing_ok=True)
 
 
-def runner_args(runner: str) -> list[str]:
-    """Options a runner needs on this machine: tasks use this interpreter (where ctr-pipeline is
-    installed); the spark runner also uses this environment's spark-submit."""
+def runner_args(runner: str, tmp: Path) -> list[str]:
+    """Options a runner needs on this machine: mrjob's scratch files under ``tmp`` (the caller's work
+    directory, not the system's temporary directory); tasks use this interpreter (where ctr-pipeline is
+    installed); the spark runner also uses this environment's spark-submit and ``tmp`` for its output."""
+    args = ["--local-tmp-dir", str(tmp)]
     if runner not in ("local", "spark"):
-        return []
-    args = ["--python-bin", sys.executable]
+        return args
+    args += ["--python-bin", sys.executable]
     submit = Path(sys.executable).parent / "spark-submit"
-    if runner == "spark" and submit.exists():
-        args += ["--spark-submit-bin", str(submit)]
+    if runner == "spark":
+        args += ["--spark-tmp-dir", str(tmp)]
+        if submit.exists():
+            args += ["--spark-submit-bin", str(submit)]
     return args
 
 
@@ -152,7 +159,8 @@ def run_srs(inputs: list[str], workdir: Path, targets_for, seed: int, delta: flo
     if runner == "emr":
         _check_emr(inputs, conf_path)
     workdir.mkdir(parents=True, exist_ok=True)
-    extra = runner_args(runner)
+    (workdir / "mrjob-tmp").mkdir(exist_ok=True)
+    extra = runner_args(runner, workdir / "mrjob-tmp")
     phase = functools.partial(_run_phase, runner=runner, stratify_by=stratify_by, extra=extra, conf_path=conf_path)
     counts = {s: n for s, n in phase("count", inputs)}
     targets = targets_for(counts)

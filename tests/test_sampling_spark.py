@@ -1,5 +1,6 @@
 """ScalableSRS on Spark: same keys and sets as the pure core, any partitioning, strata, errors."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,9 +133,16 @@ def test_out_of_time_split(spark, tmp_path):
 def test_mrjob_engine_selects_the_same_rows_as_spark(spark, tmp_path, demo_tsv, runner):
     sets = ["sampling.train=2000", "sampling.validation=0.1", "sampling.test=0.2", "sampling.seed=17",
             "sampling.stratify_by=label"]
+    import tempfile
+
+    def mrjob_leftovers():
+        return {p.name for p in Path(tempfile.gettempdir()).iterdir() if p.name.startswith(("mr_srs.", "wrapper.lock"))}
+
     spark_run, spark_rec = run_sample(spark, tmp_path / "spark", demo_tsv, *sets)
+    before = mrjob_leftovers()
     mr_run, mr_rec = run_sample(spark, tmp_path / "mr", demo_tsv, *sets, "sampling.engine=mrjob",
                                 f"sampling.mrjob_runner={runner}")
+    assert mrjob_leftovers() <= before          # mrjob's scratch files stayed in the stage's work directory
     a = json.loads((spark_run.path_of("sample") / "sample_report.json").read_text())
     b = json.loads((mr_run.path_of("sample") / "sample_report.json").read_text())
     assert b["engine"] == "mrjob" and b["mrjob_runner"] == runner
