@@ -1,0 +1,216 @@
+"""Failures as a user meets them: one line naming the cause and the log file, the full trace in that log,
+and one writer per run directory."""
+import gzip
+import json
+import logging
+import re
+
+import pytest
+
+from ctr_pipeline.errors import RunFailed, UserError
+from ctr_pipeline.failures import explain
+from ctr_pipeline.invocation import invocation_log, one_line_failures
+from ctr_pipeline.storage import Location
+
+from .conftest import REPO, cli, cli_env
+
+SPARK_EOF = """An error occurred while calling o123.collectToPython.
+: org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 3.0 failed 1 times, most
+recent failure: Lost task 0.0 in stage 3.0 (TID 7) (127.0.0.1 executor driver):
+org.apache.spark.SparkException: Encountered error while reading file file:///data/logs/day%201.tsv.gz. Details:
+\tat org.apache.spark.sql.errors.QueryExecutionErrors$.cannotReadFilesError(QueryExecutionErrors.scala:863)
+Caused by: java.io.EOFException: Unexpected end of input stream
+\tat org.apache.hadoop.io.compress.DecompressorStream.decompress(DecompressorStream.java:165)
+"""
+
+
+class FakeJavaError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("text, fragments", [
+    (SPARK_EOF, ["input file file:///data/logs/day%201.tsv.gz is truncated or corrupt",
+                 "Unexpected end of input stream", "fetch the file again, or move it out of the input"]),
+    ("java.io.IOException: No space left on device\n\tat java.io.FileOutputStream.writeBytes",
+     ["out of disk space", "spark.local.dir"]),
+    ("Caused by: java.lang.OutOfMemoryError: Java heap space\n\tat java.util.Arrays.copyOf",
+     ["Java ran out of memory (OutOfMemoryError: Java heap space)", "spark.driver_memory"]),
+    ("Job aborted due to stage failure: Task 1 in stage 4.0 failed 4 times, most recent failure: Lost task 1.3 "
+     "in stage 4.0 (TID 19) (10.0.0.5 executor 2): ExecutorLostFailure (executor 2 exited caused by one of the "
+     "running tasks) Reason: Remote RPC client disassociated.",
+     ["executor was lost 4 times", "stage 4.0", "ExecutorLostFailure (executor 2 exited"]),
+    ("Caused by: java.io.FileNotFoundException: File file:/data/x/part-0001.parquet does not exist\n\tat x",
+     ["file file:/data/x/part-0001.parquet went missing"]),
+    ("Traceback (most recent call last):\n  File \"x.py\", line 3, in f\nZeroDivisionError: division by zero",
+     ["ZeroDivisionError: division by zero"]),
+])
+def test_known_causes_are_named_with_what_to_do(text, fragments):
+    line = explain(FakeJavaError(text))
+    assert "\n" not in line
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+def test_failure_becomes_one_line_and_the_trace_goes_to_the_log(tmp_path):
+    with pytest.raises(RunFailed) as caught:
+        with invocation_log(Location.of(tmp_path / "logs")) as path, one_line_failures(path):
+            raise FakeJavaError(SPARK_EOF)
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith(f"(full trace: {path})")
+    assert "day%201.tsv.gz is truncated or corrupt" in message
+    text = open(path).read()
+    assert "Traceback (most recent call last)" in text and "FakeJavaError" in text and "EOFException" in text
+    with pytest.raises(UserError):            # a user mistake passes through unchanged, and is logged
+        with invocation_log(Location.of(tmp_path / "logs")) as path2, one_line_failures(path2):
+            raise UserError("bad flag")
+    assert "stopped: bad flag" in open(path2).read()
+    assert not logging.getLogger("ctr_pipeline.trace").handlers
+
+
+def run_cli(*args):
+    import subprocess
+
+    return subprocess.run(cli(*args), capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=600)
+
+
+def test_a_second_writer_on_the_same_run_directory_is_refused(tmp_path, demo_tsv):
+    from ctr_pipeline.locks import Lock
+
+    run = tmp_path / "run"
+    with Lock(Location.of(run / "run.lock"), "run", heartbeat=0):    # held by this (live) process
+        proc = run_cli("sample", "--input", str(demo_tsv), "--out", str(run))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("ctr-pipeline: error: ") and "Traceback" not in proc.stderr
+    assert f"run directory {run} is locked by" in lines[-1] and "(run, since" in lines[-1]
+    assert not (run / "manifest.json").exists()
+
+
+@pytest.mark.spark
+def test_truncated_gzip_is_one_line_naming_the_file(tmp_path, demo_tsv):
+    raw = gzip.decompress(demo_tsv.read_bytes())
+    packed = gzip.compress(raw[: 400_000])
+    bad = tmp_path / "cut.tsv.gz"
+    bad.write_bytes(packed[: len(packed) // 2])                     # cut mid-stream, as a failed copy leaves it
+    good = tmp_path / "whole.tsv.gz"
+    good.write_bytes(packed)
+    run = tmp_path / "run"
+    proc = run_cli("sample", "--input", str(tmp_path / "*.tsv.gz"), "--out", str(run), "--set",
+                   "spark.driver_memory=1g")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr[-3000:]
+    assert sum(line.startswith("ctr-pipeline:") for line in lines) == 1
+    assert lines[-1].startswith("ctr-pipeline: error: 1 input file(s) cannot be read to their end, truncated or "
+                                f"corrupt: {bad} (java.io.EOFException: Unexpected end of input stream)")
+    assert "The run stopped rather than drop their rows (input.max_bad_share counts" in lines[-1]
+    logs = list((run / "logs").glob("*.log"))
+    assert len(logs) == 1 and "stopped: 1 input file(s) cannot be read" in logs[0].read_text()
+    assert sorted(p.name for p in run.iterdir()) == ["logs"]         # no lock, no staging, no manifest left
+
+
+def test_an_unexpected_failure_exits_1_with_one_line_and_the_log(tmp_path, demo_tsv, monkeypatch, capsys):
+    from ctr_pipeline import cli, pipeline
+
+    def boom(*args, **kwargs):
+        raise FakeJavaError("something deep\nValueError: the worker's real complaint")
+
+    monkeypatch.setattr(pipeline, "run_stages", boom)
+    run = tmp_path / "run"
+    assert cli.main(["sample", "--input", str(demo_tsv), "--out", str(run)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ctr-pipeline: failed: ValueError: the worker's real complaint")
+    log_path = err[0].rsplit("(full trace: ", 1)[1].rstrip(")")
+    text = open(log_path).read()
+    assert "Traceback (most recent call last)" in text and "FakeJavaError" in text
+    assert not (run / "run.lock").exists()
+
+
+def test_secrets_are_redacted_from_config_records_and_text(monkeypatch):
+    from ctr_pipeline.config import Layer, build_config, describe, section_hash, to_dict
+    from ctr_pipeline.locks import Holder
+    from ctr_pipeline.redact import REDACTED, RedactSecrets, redact_text, without_redacted
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "envFakeSecret/0123456789")
+    conf = {"spark.hadoop.fs.s3a.secret.key": "confFakeSecret", "spark.hadoop.fs.s3a.access.key": "AKIAFAKE",
+            "spark.sql.shuffle.partitions": 8}
+    cfg = build_config([Layer("t", {"spark": {"conf": conf}})])
+    recorded = to_dict(cfg)["spark"]["conf"]
+    assert recorded == {"spark.hadoop.fs.s3a.secret.key": REDACTED, "spark.hadoop.fs.s3a.access.key": REDACTED,
+                        "spark.sql.shuffle.partitions": 8}
+    assert "confFakeSecret" not in describe(cfg)
+    rotated = build_config([Layer("t", {"spark": {"conf": {**conf, "spark.hadoop.fs.s3a.secret.key": "other"}}}),
+                            Layer("u", {"training": {"max_depth": 3}})])
+    assert section_hash(rotated, "spark") == section_hash(cfg, "spark")    # a rotated key changes no result
+    assert without_redacted(to_dict(cfg))["spark"]["conf"] == {"spark.sql.shuffle.partitions": 8}
+    text = "boto failed with envFakeSecret/0123456789; --set spark.conf={'fs.s3a.secret.key': 'confFakeSecret'}"
+    assert "FakeSecret" not in redact_text(text) and "fs.s3a.secret.key" in redact_text(text)
+    record = logging.LogRecord("ctr_pipeline", logging.ERROR, "x", 1, "key %s", ("envFakeSecret/0123456789",), None)
+    assert RedactSecrets().filter(record) and "FakeSecret" not in record.getMessage()
+    monkeypatch.setattr("sys.argv", ["ctr-pipeline", "run", "--set", "spark.conf={'x.password': 'pw-FakeSecret'}"])
+    assert "FakeSecret" not in Holder.me("run").command
+
+
+GOOD = "\t".join(["1"] + ["5"] * 13 + ["68fd1e64"] * 26)
+CSV = {"format": "csv", "label": "click", "categorical": ["site"], "numeric": ["price"]}
+# name: (files, input settings, expected: (rows read, quarantined) or a fragment of the one error line)
+BAD_INPUTS = {
+    "zero-byte gzip": ({"x.tsv.gz": b""}, {}, "input is empty (no data rows in 1 file(s))"),
+    "empty gzip": ({"x.tsv.gz": gzip.compress(b"")}, {}, "input is empty (no data rows in 1 file(s))"),
+    "CRLF line ends": ({"x.tsv": ((GOOD + "\r\n") * 3).encode()}, {}, (3, 0)),
+    "byte order mark": ({"x.tsv": ("\ufeff" + GOOD + "\n" + GOOD + "\n").encode()}, {}, (2, 0)),
+    "no final newline": ({"x.tsv": (GOOD + "\n" + GOOD).encode()}, {}, (2, 0)),
+    "NUL byte in a field": ({"x.tsv": (GOOD + "\n" + GOOD.replace("68fd1e64", "68f\x00e64", 1)).encode()}, {},
+                            (2, 0)),
+    "not UTF-8 (latin-1)": ({"x.tsv": (GOOD + "\n").encode() + GOOD.replace("68fd1e64", "caf\xe9", 1).encode("latin-1")},
+                            {}, (2, 0)),
+    "2 MB line": ({"x.tsv": (GOOD + "\n" + GOOD.replace("68fd1e64", "x" * 2_000_000, 1)).encode()}, {}, (2, 0)),
+    "short and long records": ({"x.tsv": (GOOD + "\n1\t2\n" + GOOD + "\tx\n" + GOOD).encode()}, {}, (4, 2)),
+    "labels 1.0, -1, yes": ({"x.tsv": "\n".join("\t".join([lab] + ["5"] * 13 + ["68fd1e64"] * 26)
+                                                 for lab in ["1.0", "-1", "yes", "0", "1"]).encode()}, {},
+                            "label column 'label' has values other than 0/1 on 2 row(s) (first: line 2"),
+    "CSV header only": ({"x.csv": b"click,site,price\n"}, CSV, "input is empty"),
+    "CSV quoted delimiter and newline": ({"x.csv": b'click,site,price\n1,"a,b",3\n0,"multi\nline",4\n1,plain,5\n'},
+                                         CSV, (4, 2)),
+    "CSV column orders differ": ({"a.csv": b"click,site,price\n1,x,3\n", "b.csv": b"site,click,price\nz,0,4\n"},
+                                 CSV, (2, 0)),
+    "CSV file without a column": ({"a.csv": b"click,site,price\n1,x,3\n", "c.csv": b"click,site\n1,q\n"}, CSV,
+                                  "c.csv: declared column(s) price not in the header"),
+}
+
+
+DEFAULT_CASES = {"zero-byte gzip", "CRLF line ends", "not UTF-8 (latin-1)", "short and long records",
+                 "labels 1.0, -1, yes", "CSV quoted delimiter and newline", "CSV file without a column"}
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("case", [c if c in DEFAULT_CASES else pytest.param(c, marks=pytest.mark.slow)
+                                  for c in BAD_INPUTS])
+def test_bad_inputs_parse_quarantine_or_stop_with_one_message(spark, tmp_path, case):
+    """Each kind of bad input either parses, is quarantined with file, line, field and reason (and the
+    accounting holds: rows read = good + quarantined), or stops with one clear message."""
+    from ctr_pipeline.config import Layer, build_config
+    from ctr_pipeline.errors import InputDataError
+    from ctr_pipeline.readers.spark import read_input
+
+    files, settings, expected = BAD_INPUTS[case]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    cfg = build_config([Layer("t", {"input": {"path": str(folder), "max_bad_share": 1.0, **settings}})])
+    if isinstance(expected, str):
+        with pytest.raises(InputDataError, match=re.escape(expected)):
+            read_input(spark, cfg, str(tmp_path / "q"))
+        return
+    report = read_input(spark, cfg, str(tmp_path / "q"))
+    try:
+        good = report.good.count()
+    finally:
+        report.release()
+    assert (report.rows_read, report.rows_bad) == expected and good + report.rows_bad == report.rows_read
+    if report.rows_bad:
+        records = [json.loads(line) for p in (tmp_path / "q").glob("part-*") for line in p.read_text().splitlines()]
+        assert len(records) == report.rows_bad
+        assert all(r["file"].startswith(str(folder)) and r["line"] >= 1 and r["field"] and r["reason"]
+                   for r in records)
