@@ -73,6 +73,19 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "ctr_pipeline.cli", *args]
 
 
+def run_outputs(run: Path) -> dict:
+    """What a disturbed run (killed and rerun, an executor lost) must reproduce of an undisturbed one:
+    the sets, the vector width, the trees and the test metrics."""
+    import json
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
+    return {"sets": {k: v["digest"] for k, v in manifest["stages"]["sample"]["details"]["sets"].items()},
+            "width": manifest["stages"]["features"]["details"]["vector_width"],
+            "trees": json.loads((run / "model" / "booster.json").read_text())["learner"]["gradient_booster"],
+            "test": {k: metrics["test"][k] for k in ("rows", "mxe", "auc", "calibration")}}
+
+
 # ---------------------------------------------------------------------------------------------- AWS (moto)
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import pytest
 
 from ctr_pipeline.javacheck import parse_java_major
 
-from .conftest import REPO, cli, cli_env
+from .conftest import REPO, cli, cli_env, run_outputs
 
 
 def run_cli(*args, env=None, timeout=600):
@@ -68,16 +68,6 @@ def test_demo_data_then_run_end_to_end(demo_run):
     assert again.returncode == 0 and again.stderr.count("already complete") == 4
 
 
-def outputs(run: Path) -> dict:
-    """What an interrupted and resumed run must reproduce: the sets, the model, the metrics."""
-    manifest = json.loads((run / "manifest.json").read_text())
-    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())
-    return {"sets": {k: v["digest"] for k, v in manifest["stages"]["sample"]["details"]["sets"].items()},
-            "width": manifest["stages"]["features"]["details"]["vector_width"],
-            "trees": json.loads((run / "model" / "booster.json").read_text())["learner"]["gradient_booster"],
-            "test": {k: metrics["test"][k] for k in ("rows", "mxe", "auc", "calibration")}}
-
-
 # SIGKILL of the whole process group (driver, JVM, Python workers) while one stage runs, then the same
 # command again: the stale lock is taken over, the killed stage's staging swept, and the outputs equal the
 # uninterrupted run's. Killing during features runs by default; the other stages in `make test-all`.
@@ -112,7 +102,7 @@ def test_killed_during_a_stage_then_rerun_gives_the_same_outputs(demo_run, tmp_p
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "removing a stale lock" in again.stderr
-    assert outputs(run) == outputs(reference)
+    assert run_outputs(run) == run_outputs(reference)
     assert not (run / "run.lock").exists() and not (run / ".staging").exists()
 
 
