@@ -26,7 +26,7 @@ def failure_reason(exc: BaseException) -> str:
 
 def _file_in(text: str) -> Optional[str]:
     """The file Spark says it was reading when the task failed."""
-    m = re.search(r"(?:error while reading file|Error while reading file) (\S+?)\.?(?:\s|$)", text)
+    m = re.search(r"error while reading file (\S+?)\.?(?:\s|$)", text, re.IGNORECASE)
     if m:
         return m.group(1)
     m = re.search(r"\b((?:file|s3a?|hdfs):/\S+?\.(?:gz|bz2|zst|zstd|snappy|lz4|deflate))\b", text)
@@ -68,8 +68,8 @@ def _disk(text: str) -> Optional[str]:
     if "No space left on device" not in text:
         return None
     return ("out of disk space (No space left on device) in the run directory or in Spark's scratch space: "
-            "free space, or point spark.conf's spark.local.dir (or SPARK_LOCAL_DIRS) at a larger disk, then run the same "
-            "command again (finished stages are kept)")
+            "free space, or point spark.conf's spark.local.dir (or SPARK_LOCAL_DIRS) at a larger disk, then run "
+            "the same command again (finished stages are kept)")
 
 
 def _memory(text: str) -> Optional[str]:

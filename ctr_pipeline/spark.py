@@ -82,7 +82,23 @@ def get_session(cfg: SparkConfig, master: Optional[str] = None, extra_conf: Opti
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
+    if spark.sparkContext.master.startswith("local"):
+        quiet_task_failures(spark)
     return spark
+
+
+# A failed task reaches the pipeline as the exception it receives (one line on the console, the whole Java
+# and Python trace in the run's log file); with a local master the executor runs in the driver's JVM and
+# these loggers would print the same trace again on the console. Executors of a cluster keep theirs.
+LOCAL_TASK_LOGGERS = ("org.apache.spark.scheduler.TaskSetManager", "org.apache.spark.executor.Executor",
+                      "org.apache.spark.sql.execution.python")
+
+
+def quiet_task_failures(spark) -> None:
+    jvm = spark.sparkContext._jvm
+    fatal = jvm.org.apache.logging.log4j.Level.FATAL
+    for name in LOCAL_TASK_LOGGERS:
+        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, fatal)
 
 
 def task_slots(spark) -> int:
