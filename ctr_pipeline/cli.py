@@ -219,7 +219,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
     from .locks import Lock
     from .pipeline import run_stages
     from .runs import LOGS, RUN_LOCK
-    from .spark import check_master
+    from .spark import check_master, stop_session
 
     run, cfg = open_run(args)
     check_master(cfg.spark.master, f"{cfg.source_of('spark.master')}: spark.master")
@@ -244,7 +244,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
                                      options={"resume": getattr(args, "resume", False)})
             finally:
                 if "spark" in session:
-                    session["spark"].stop()
+                    stop_session(session["spark"])
     print_summary(run, records, log_path)
     return 0
 
@@ -267,22 +267,35 @@ def print_summary(run: RunDir, records: dict[str, dict], log_path: str) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from evaluation.scoring import prepare_output, publish, score, summary_lines
-
-    from .progress import watch
-    from .registry.bundle import resolve
-    from .spark import check_master, get_session
+    from .invocation import invocation_log, one_line_failures
+    from .locks import Lock
+    from .runs import LOGS
 
     if not args.input:
         raise UserError("score needs --input PATH: the raw logs to score")
     layers = flag_layers(args)
     aws = aws_settings(layers)
+    out = Location.of(args.out, aws)
+    # a log per invocation in OUT/logs (kept when OUT is replaced), and one scorer at a time per OUT
+    with invocation_log(out / LOGS) as log_path, one_line_failures(log_path):
+        with Lock(out.parent / f".{out.name}.lock", "score", what=f"scoring output {out}"):
+            lines = _score(args, layers, aws, out)
+    print("\nctr-pipeline: " + "\n  ".join([*lines, f"log: {log_path}"]))
+    return 0
+
+
+def _score(args: argparse.Namespace, layers: list[Layer], aws: AwsSettings, out: Location) -> list[str]:
+    from evaluation.scoring import prepare_output, publish, score, summary_lines
+
+    from .progress import watch
+    from .registry.bundle import resolve
+    from .spark import check_master, get_session, stop_session
+
     bundle = resolve(args.model, aws)
     cfg = config_from_args(args, layers=[Layer(f"{bundle.label} (the model's configuration)", bundle.config),
                                          *layers])
     check_master(cfg.spark.master, f"{cfg.source_of('spark.master')}: spark.master")
     _check_input(cfg)
-    out = Location.of(args.out, aws)
     staging = prepare_output(out, args.force)
     spark = get_session(cfg.spark, extra_conf=spark_s3_conf(AwsSettings.from_config(cfg)))
     try:
@@ -294,9 +307,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             staging.rmtree()
         raise
     finally:
-        spark.stop()
-    print("\nctr-pipeline: " + "\n  ".join(summary_lines(doc, out)))
-    return 0
+        stop_session(spark)
+    return summary_lines(doc, out)
 
 
 def cmd_demo_data(args: argparse.Namespace) -> int:
@@ -368,8 +380,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Exception as exc:   # outside a run directory's invocation log: the trace goes to a file of its own
         from .failures import explain
         from .invocation import trace_file
+        from .scratch import jvm_errors
 
-        print(f"ctr-pipeline: failed: {redact_text(explain(exc))} (full trace: {trace_file(exc)})", file=sys.stderr)
+        print(f"ctr-pipeline: failed: {redact_text(explain(exc, jvm_errors()))} (full trace: {trace_file(exc)})",
+              file=sys.stderr)
         return 1
 
 

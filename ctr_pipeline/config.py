@@ -284,9 +284,35 @@ def _check_sampling(cfg: Config) -> None:
                               f"be a rate in (0, 1], got {rate!r}")
 
 
+_MEMORY = re.compile(r"(\d+)([kmgt]?)b?", re.IGNORECASE)
+MIN_DRIVER_MEMORY_MB = 512   # Spark refuses a heap under 450 MiB of usable memory (INVALID_DRIVER_MEMORY)
+
+
+def memory_mb(text: str) -> Optional[float]:
+    """MiB in a JVM memory size such as ``512m``, ``4g`` or ``4gb`` (no unit: bytes); None if not one."""
+    match = _MEMORY.fullmatch(str(text).strip())
+    if not match:
+        return None
+    scale = {"": 1 / 2**20, "k": 1 / 1024, "m": 1, "g": 1024, "t": 1024**2}[match.group(2).lower()]
+    return int(match.group(1)) * scale
+
+
+def _check_spark(cfg: Config) -> None:
+    where = cfg.source_of("spark.driver_memory")
+    mb = memory_mb(cfg.spark.driver_memory)
+    if mb is None:
+        raise ConfigError(f"{where}: spark.driver_memory: {cfg.spark.driver_memory!r} is not a JVM memory size; "
+                          "write it like 4g or 512m")
+    if mb < MIN_DRIVER_MEMORY_MB:
+        raise ConfigError(f"{where}: spark.driver_memory: {cfg.spark.driver_memory!r} is below the "
+                          f"{MIN_DRIVER_MEMORY_MB}m Spark needs to start a driver; give at least 512m (4g is the "
+                          "default)")
+
+
 def _check_cross_fields(cfg: Config) -> None:
     s = cfg.sampling
     _check_sampling(cfg)
+    _check_spark(cfg)
     for split in cfg.evaluation.splits:
         if split not in SPLIT_NAMES:
             raise ConfigError(f"{cfg.source_of('evaluation.splits')}: evaluation.splits: unknown split {split!r}; "

@@ -9,14 +9,26 @@ to change; anything else as the innermost error line.
 from __future__ import annotations
 
 import re
+import traceback
 from typing import Callable, Optional
 
 MAX_LINE = 300
 
 
+class _Unreadable(str):
+    """The text of an exception whose ``str`` failed (py4j asks the JVM for it, and the JVM may be gone)."""
+
+
+def text_of(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as inner:   # noqa: BLE001 - any failure to read the text is itself the finding
+        return _Unreadable(f"{type(exc).__name__} (its text could not be read: {type(inner).__name__}: {inner})")
+
+
 def failure_reason(exc: BaseException) -> str:
     """The innermost error line of ``exc``'s text (a Spark task's Python or Java error, if any)."""
-    text = str(exc)
+    text = text_of(exc)
     for line in reversed(text.splitlines()):
         line = line.strip()
         if line and ("Error:" in line or "Exception:" in line) and not line.startswith("at "):
@@ -55,11 +67,12 @@ def _corrupt(text: str) -> Optional[str]:
 
 
 def _missing(text: str) -> Optional[str]:
-    m = re.search(r"(?:java\.io\.FileNotFoundException|FileNotFoundError)[:\s]+(?:\[Errno 2\][^']*)?(?:File )?'?(\S+)",
-                  text)
+    m = re.search(r"(?:java\.io\.FileNotFoundException|SparkFileNotFoundException|FileNotFoundError)[:\s]+"
+                  r"(?:\[Errno 2\][^']*)?(?:File )?'?(\S+)", text)
     if not m:
         return None
     name = m.group(1).rstrip(".,:;'")
+    name = name[len("file:"):] if name.startswith("file:/") else name
     return (f"file {name} went missing or became unreadable while the run read it: check that nothing "
             "moves or deletes the input (or the run directory) during a run, then run the same command again")
 
@@ -82,6 +95,11 @@ def _memory(text: str) -> Optional[str]:
 
 
 def _lost(text: str) -> Optional[str]:
+    removed = re.search(r"Master removed our application: (\w+)", text)
+    if removed:
+        return (f"the cluster's master removed the application ({removed.group(1)}) after its executors kept "
+                "failing (spark.deploy.maxExecutorRetries): check the workers' logs for a crash or a kill (often "
+                "memory: raise spark.conf's spark.executor.memory), then run the same command again")
     m = re.search(r"Task (\S+) in stage (\S+) failed (\d+) times.*?(ExecutorLostFailure[^\n]*)", text, re.DOTALL)
     if not m:
         return None
@@ -93,12 +111,54 @@ def _lost(text: str) -> Optional[str]:
 KNOWN: tuple[Callable[[str], Optional[str]], ...] = (_corrupt, _disk, _memory, _lost, _missing)
 
 
-def explain(exc: BaseException) -> str:
-    """One line saying why ``exc`` happened: a known cause with what to do, else the innermost error."""
-    text = str(exc)
-    for cause in (exc.__cause__, exc.__context__):
-        if cause is not None:
-            text += "\n" + str(cause)
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def jvm_gone(exc: BaseException) -> bool:
+    """Whether ``exc`` is py4j finding Spark's JVM gone (it died: an OutOfMemoryError, a kill)."""
+    for e in _chain(exc):
+        text = text_of(e)
+        if ("Answer from Java side is empty" in text or type(e).__name__ == "Py4JNetworkError"
+                or (isinstance(text, _Unreadable) and "ConnectionRefusedError" in text)):
+            return True
+        if isinstance(e, ConnectionError) and any("py4j" in frame.filename
+                                                  for frame in traceback.extract_tb(e.__traceback__)):
+            return True
+    return False
+
+
+def _last_error(log: str) -> Optional[str]:
+    """The first line of the last ERROR record, and the exception line that follows it, in a JVM log."""
+    lines = log.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if " ERROR " in lines[i]:
+            detail = next((line.strip() for line in lines[i + 1:i + 3] if "Exception" in line or "Error" in line), "")
+            return f"{lines[i].split(' ERROR ', 1)[1].strip()} {detail}".strip()[:MAX_LINE]
+    return None
+
+
+def explain(exc: BaseException, jvm_log: str = "") -> str:
+    """One line saying why ``exc`` happened: a known cause with what to do, else the innermost error.
+
+    ``jvm_log`` is what the driver JVM logged at ERROR (:func:`ctr_pipeline.scratch.jvm_errors`): when
+    py4j finds the JVM gone, the cause is there, not in ``exc``.
+    """
+    text = "\n".join(text_of(e) for e in _chain(exc))
+    if jvm_gone(exc):
+        for known in KNOWN:
+            line = known(jvm_log)
+            if line:
+                return f"Spark's driver JVM died: {line}"
+        last = _last_error(jvm_log)
+        return ("Spark's driver JVM died" + (f" after logging: {last}" if last else
+                " without logging an error (killed from outside? the kernel's out-of-memory killer, for one: "
+                "see dmesg; raise the machine's memory or lower spark.driver_memory)")
+                + "; run the same command again once fixed (finished stages are kept)")
     for known in KNOWN:
         line = known(text)
         if line:

@@ -17,11 +17,41 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import RunFailed, UserError
-from .failures import explain
+from .failures import explain, jvm_gone
 from .redact import RedactSecrets, redact_text
+from .scratch import jvm_errors
 from .storage import Location
 
 TRACE = "ctr_pipeline.trace"     # records of this logger go to the invocation log only, never the console
+
+
+_UNWRITABLE: set[str] = set()   # invocation logs that could not be written (a full disk, say)
+
+
+class _LogFile(logging.FileHandler):
+    """A file handler that, when its file cannot be written, says so once and stops (Python's default
+    prints every failed record's trace on the console: a 200-line dump per line when the disk is full)."""
+
+    def __init__(self, path: Path, shown_as: str):
+        super().__init__(path, encoding="utf-8")
+        self.shown_as = shown_as
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if self.shown_as not in _UNWRITABLE:
+            _UNWRITABLE.add(self.shown_as)
+            logging.getLogger("ctr_pipeline").warning("cannot write the log file %s any more: %s",
+                                                      self.shown_as, _current_error())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.shown_as not in _UNWRITABLE:
+            super().emit(record)
+
+
+def _current_error() -> str:
+    import sys
+
+    exc = sys.exc_info()[1]
+    return f"{type(exc).__name__}: {exc}" if exc else "unknown error"
 
 
 def _trace_logger() -> logging.Logger:
@@ -39,7 +69,7 @@ def invocation_log(folder: Location) -> Iterator[str]:
         local = (folder.path if folder.is_local else
                  Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ctr-invocation-log-"))))
         local.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(local / name, encoding="utf-8")
+        handler = _LogFile(local / name, str(folder / name))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         handler.setLevel(logging.INFO)
         handler.addFilter(RedactSecrets())
@@ -51,8 +81,9 @@ def invocation_log(folder: Location) -> Iterator[str]:
         logger.addHandler(handler)
         trace.addHandler(handler)
         logger.setLevel(min(old_level or logging.INFO, logging.INFO))
+        _UNWRITABLE.discard(handler.shown_as)
         try:
-            yield str(folder / name)
+            yield handler.shown_as
         finally:
             logger.removeHandler(handler)
             trace.removeHandler(handler)
@@ -75,7 +106,11 @@ def one_line_failures(log_path: str) -> Iterator[None]:
         raise
     except Exception as exc:
         _trace_logger().error("failed:\n%s", traceback.format_exc())
-        line = str(exc) if isinstance(exc, RunFailed) else explain(exc)
+        if jvm_gone(exc) and jvm_errors():
+            _trace_logger().error("Spark's driver JVM logged before it died:\n%s", jvm_errors())
+        line = str(exc) if isinstance(exc, RunFailed) else explain(exc, jvm_errors())
+        if log_path in _UNWRITABLE:       # the trace could not go to the run's log: put it where it can
+            log_path = f"{trace_file(exc)}; the run's log {log_path} could not be written"
         raise RunFailed(f"{line} (full trace: {log_path})") from exc
 
 

@@ -16,6 +16,7 @@ from .errors import RunFailed, StageError, UserError
 from .failures import explain
 from .progress import watch
 from .runs import CONFIG_SECTIONS, STAGES, UPSTREAM, RunDir
+from .scratch import jvm_errors
 from .schema import Config
 from .stage import StageContext, StageResult
 
@@ -42,6 +43,24 @@ def check_can_run(stage: str, run: RunDir) -> None:
                              f"'ctr-pipeline {up} --out {run.root}' (or 'ctr-pipeline run') first")
 
 
+# Stages that read every row an upstream stage wrote: the counts they find must be the counts recorded.
+READS_ALL_OF = {"features": "sample", "train": "features", "evaluate": "features"}
+
+
+def check_rows_read(stage: str, rows: dict[str, int], run: RunDir) -> None:
+    """Stop, before anything is published, when a stage found fewer (or more) rows in a split than the
+    upstream stage recorded writing: a file of the run directory was removed or changed since."""
+    upstream = READS_ALL_OF.get(stage)
+    written = (run.stage_record(upstream) or {}).get("rows", {}) if upstream else {}
+    for split, got in rows.items():
+        want = written.get(split)
+        if want is not None and got != want:
+            raise StageError(f"{stage}: the {upstream} stage's {split} split ({run.path_of(upstream)}) holds "
+                             f"{got:,} rows, but that stage recorded writing {want:,}: files of the run directory "
+                             f"were removed or changed since, so nothing was published; run 'ctr-pipeline {upstream} "
+                             f"--force --out {run.root}' and the stages after it")
+
+
 def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], Any], force: bool,
               options: Optional[dict] = None) -> dict:
     """Run one stage (or skip it when complete); return its manifest record."""
@@ -65,11 +84,12 @@ def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], 
         ctx = StageContext(spark, cfg, run, staging, dict(options or {}), run.final_location(stage, staging))
         with watch(spark, stage, cfg.spark.progress_seconds):
             result: StageResult = module.run(ctx)
+        check_rows_read(stage, result.rows, run)
         location = run.publish(stage, staging)
     except BaseException as exc:
         run.discard(staging)
         if isinstance(exc, Exception) and not isinstance(exc, (UserError, RunFailed)):
-            raise RunFailed(f"{stage} stage failed: {explain(exc)}") from exc
+            raise RunFailed(f"{stage} stage failed: {explain(exc, jvm_errors())}") from exc
         raise
     seconds = time.perf_counter() - t0
     manifest = run.manifest()

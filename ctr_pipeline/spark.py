@@ -6,14 +6,17 @@ alone; elsewhere workers are pinned to this interpreter and bind to loopback.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 from .errors import ConfigError
 from .javacheck import check_java
 from .schema import SparkConfig
+from .scratch import JVM_LOG, process_scratch
 
 LOG4J_FILE = Path(__file__).with_name("log4j2.properties")
 
@@ -29,15 +32,32 @@ def check_master(master: str, where: str = "spark.master") -> None:
         raise ConfigError(f"{where}: {master!r} is not a Spark master; use local[N], spark://HOST:PORT or yarn")
 
 
-def session_conf(cfg: SparkConfig, master: str) -> dict[str, str]:
-    """Spark properties for a session outside spark-submit (pure: testable without a JVM)."""
-    log4j = f"-Dlog4j.configurationFile={LOG4J_FILE.as_uri()}"
+JAVA_OPTIONS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+
+
+def on_this_machine(master: str) -> bool:
+    return master.startswith("local") or "127.0.0.1" in master or "localhost" in master
+
+
+def session_conf(cfg: SparkConfig, master: str, tmpdir: Optional[Path] = None) -> dict[str, str]:
+    """Spark properties for a session outside spark-submit (pure: testable without a JVM).
+
+    ``tmpdir`` becomes ``java.io.tmpdir`` of the driver and, when the executors run on this machine,
+    of theirs (Spark's local directories default to it). Java options from ``cfg.conf`` are appended
+    to the pipeline's, so a user's ``-D`` of the same name wins.
+    """
+    driver = [f"-Dlog4j.configurationFile={LOG4J_FILE.as_uri()}"]
+    executor = list(driver)
+    if tmpdir is not None:
+        driver += [f"-Djava.io.tmpdir={tmpdir}", f"-Dctr.jvm.log={tmpdir / JVM_LOG}"]
+        if on_this_machine(master):
+            executor.append(f"-Djava.io.tmpdir={tmpdir}")
     conf = {
         "spark.master": master,
         "spark.app.name": cfg.app_name,
         "spark.driver.memory": cfg.driver_memory,
-        "spark.driver.extraJavaOptions": log4j,
-        "spark.executor.extraJavaOptions": log4j,
+        "spark.driver.extraJavaOptions": " ".join(driver),
+        "spark.executor.extraJavaOptions": " ".join(executor),
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -49,10 +69,12 @@ def session_conf(cfg: SparkConfig, master: str) -> dict[str, str]:
         # does not coalesce cached plans), and each later scan then runs 200 tasks: 3 s for a 26-row
         # group-by of the features stage's value tallies on 2 cores, against 0.3 s.
         conf["spark.sql.shuffle.partitions"] = str(4 * local_cores(master))
-    if master.startswith("local") or "127.0.0.1" in master or "localhost" in master:
+    if on_this_machine(master):
         conf["spark.driver.host"] = cfg.local_ip
         conf["spark.driver.bindAddress"] = cfg.local_ip
-    conf.update({str(k): str(v) for k, v in cfg.conf.items()})
+    for key, value in cfg.conf.items():
+        key, value = str(key), str(value)
+        conf[key] = f"{conf[key]} {value}" if key in JAVA_OPTIONS else value
     return conf
 
 
@@ -78,7 +100,7 @@ def get_session(cfg: SparkConfig, master: Optional[str] = None, extra_conf: Opti
         os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
         if master.startswith("local") or "127.0.0.1" in master:
             os.environ.setdefault("SPARK_LOCAL_IP", cfg.local_ip)
-        for key, value in session_conf(cfg, master).items():
+        for key, value in session_conf(cfg, master, process_scratch()).items():
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(cfg.log_level)
@@ -89,16 +111,58 @@ def get_session(cfg: SparkConfig, master: Optional[str] = None, extra_conf: Opti
 
 # A failed task reaches the pipeline as the exception it receives (one line on the console, the whole Java
 # and Python trace in the run's log file); with a local master the executor runs in the driver's JVM and
-# these loggers would print the same trace again on the console. Executors of a cluster keep theirs.
+# these loggers would print the same trace again on the console, so there they write only to the JVM's
+# error file (read back when the JVM dies). Executors of a cluster keep theirs in their own logs.
 LOCAL_TASK_LOGGERS = ("org.apache.spark.scheduler.TaskSetManager", "org.apache.spark.executor.Executor",
-                      "org.apache.spark.sql.execution.python")
+                      "org.apache.spark.sql.execution.python",
+                      "org.apache.spark.sql.execution.datasources.FileFormatWriter",   # a failed write job
+                      "org.apache.spark.util.SparkUncaughtExceptionHandler")           # e.g. an OutOfMemoryError
+# Loggers that say other things worth seeing: only the message that precedes a rethrown task failure goes.
+LOCAL_TASK_MESSAGES = {"org.apache.spark.util.Utils": "Aborting task.*"}
 
 
 def quiet_task_failures(spark) -> None:
-    jvm = spark.sparkContext._jvm
-    fatal = jvm.org.apache.logging.log4j.Level.FATAL
+    log4j = spark.sparkContext._jvm.org.apache.logging.log4j
+    context = log4j.LogManager.getContext(False)
+    config = context.getConfiguration()
+
+    def own_config(name: str, level):
+        logger = config.getLoggerConfig(name)
+        if logger.getName() != name:           # only an ancestor's config exists: give this logger its own
+            logger = log4j.core.config.LoggerConfig(name, level, True)
+            config.addLogger(name, logger)
+        return logger
+
+    jvm_file = config.getAppender("jvmfile")
     for name in LOCAL_TASK_LOGGERS:
-        jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(name, fatal)
+        logger = own_config(name, log4j.Level.ERROR)
+        logger.setAdditive(False)
+        if jvm_file is not None:
+            logger.addAppender(jvm_file, log4j.Level.ERROR, None)
+    result = log4j.core.Filter.Result
+    for name, pattern in LOCAL_TASK_MESSAGES.items():
+        own_config(name, config.getLoggerConfig(name).getLevel()).addFilter(
+            log4j.core.filter.RegexFilter.createFilter(pattern, None, True, result.DENY, result.NEUTRAL))
+    context.updateLoggers()
+
+
+def stop_session(spark, drain_seconds: float = 10.0) -> None:
+    """Stop ``spark`` once the tasks still running have ended (up to ``drain_seconds``).
+
+    After a failed job, Spark lets the job's other running tasks finish on their own; stopping under them
+    makes each fail noisily (a missing broadcast block, a null SparkEnv) on the console. A JVM that
+    already died (its cause is what the user must see) is not a second error.
+    """
+    try:
+        sc = spark.sparkContext
+        sc.cancelAllJobs()
+        tracker = sc._jsc.sc().statusTracker()
+        deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < deadline and any(e.numRunningTasks() for e in tracker.getExecutorInfos()):
+            time.sleep(0.1)
+        spark.stop()
+    except Exception as exc:   # noqa: BLE001 - py4j raises plain connection errors once the JVM is gone
+        logging.getLogger("ctr_pipeline.trace").info("stopping Spark: %s", exc)
 
 
 def task_slots(spark) -> int:

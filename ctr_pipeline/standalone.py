@@ -53,8 +53,12 @@ class StandaloneCluster:
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         home = spark_home()
-        for name in ("logs", "pids", "work"):
+        for name in ("logs", "pids", "work", "tmp"):
             (self.workdir / name).mkdir(parents=True, exist_ok=True)
+        # the daemons' temporary files (and the worker's local directories, which default to them) stay
+        # in the cluster's directory: Java ignores TMPDIR
+        env["SPARK_DAEMON_JAVA_OPTS"] = " ".join(filter(None, [env.get("SPARK_DAEMON_JAVA_OPTS", ""),
+                                                               f"-Djava.io.tmpdir={self.workdir / 'tmp'}"]))
         env.update(SPARK_HOME=str(home), SPARK_LOG_DIR=str(self.workdir / "logs"),
                    SPARK_PID_DIR=str(self.workdir / "pids"), SPARK_WORKER_DIR=str(self.workdir / "work"),
                    SPARK_LOCAL_IP="127.0.0.1", SPARK_IDENT_STRING=f"ctr{self.port}")

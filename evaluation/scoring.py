@@ -24,6 +24,7 @@ from pyspark.sql import functions as F
 from ctr_pipeline.errors import InputDataError, UserError
 from ctr_pipeline.readers.spark import read_input
 from ctr_pipeline.registry.bundle import ModelBundle
+from ctr_pipeline.runs import LOGS
 from ctr_pipeline.schema import Config
 from ctr_pipeline.stage import json_default
 from ctr_pipeline.storage import Location
@@ -211,8 +212,9 @@ def score(spark: SparkSession, bundle: ModelBundle, cfg: Config, out: Location,
 def prepare_output(out: Location, force: bool) -> Location:
     """Where to write: a fresh staging directory beside a local ``out`` (renamed into place by
     :func:`publish`), or ``out`` itself on S3 (where report.json, written last, marks it finished).
-    Anything already at ``out`` is replaced only with ``force``."""
-    if out.exists() and out.iterdir() and not force:
+    Anything already at ``out`` is replaced only with ``force``; its ``logs`` (one file per ``score``
+    invocation) are kept."""
+    if out.exists() and [p for p in out.iterdir() if p.name != LOGS] and not force:
         what = "already holds scores" if (out / REPORT).exists() else "exists and is not empty"
         raise UserError(f"{out} {what}; pick another --out or add --force to replace it")
     if not out.is_local:
@@ -225,6 +227,8 @@ def publish(staging: Location, out: Location) -> None:
     if staging == out:
         return
     trash = None
+    if (out / LOGS).exists():
+        (out / LOGS).move_to(staging / LOGS)
     if out.exists():
         trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
         out.move_to(trash)

@@ -46,7 +46,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     from ..cli import _check_input, aws_settings, flag_layers
     from ..locks import Lock, LockHeld
     from ..registry.store import Registry
-    from ..spark import check_master, get_session
+    from ..spark import check_master, get_session, stop_session
     from . import job
 
     if not args.input:
@@ -72,7 +72,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
             try:
                 text = refresh_registry(spark, cfg, registry, champion, args.force, log_path)
             finally:
-                spark.stop()
+                stop_session(spark)
         finally:
             lock.release()
     print(f"ctr-pipeline: {text}")
