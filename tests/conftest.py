@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,21 +11,10 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
-_MADE: list[str] = []   # temporary directories this run created, removed when it ends
-
-
 def pytest_configure(config):
     os.environ["PYSPARK_PYTHON"] = sys.executable
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     os.environ["SPARK_LOCAL_IP"] = "127.0.0.1"
-    if "SPARK_LOCAL_DIRS" not in os.environ:
-        _MADE.append(tempfile.mkdtemp(prefix="ctr-spark-local-"))
-        os.environ["SPARK_LOCAL_DIRS"] = _MADE[-1]
-
-
-def pytest_unconfigure(config):
-    for path in _MADE:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -144,3 +131,16 @@ def root(request, tmp_path):
 
     client("s3", settings).create_bucket(Bucket=BUCKET)
     return Location.of(f"s3://{BUCKET}/store", settings)
+
+
+def copy_of_sampled_run(reference: Path, where: Path) -> Path:
+    """The reference run's manifest and sample stage only: the features stage is to run again."""
+    import json
+    import shutil
+
+    run = where / "run"
+    shutil.copytree(reference / "splits", run / "splits")
+    manifest = json.loads((reference / "manifest.json").read_text())
+    manifest["stages"] = {"sample": manifest["stages"]["sample"]}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run

@@ -11,7 +11,7 @@ import pytest
 
 from ctr_pipeline.javacheck import parse_java_major
 
-from .conftest import REPO, cli, cli_env, run_outputs
+from .conftest import REPO, cli, cli_env, copy_of_sampled_run, run_outputs
 
 
 def run_cli(*args, env=None, timeout=600):
@@ -31,16 +31,28 @@ def assert_user_error(proc, *fragments):
 RUN_ARGS = ["--set", "training.n_estimators=20", "--set", "spark.driver_memory=1g", "--master", "local[2]"]
 
 
+# What a JVM leaves in its temporary directory (Java ignores TMPDIR) when nothing redirects it.
+JVM_LEFTOVERS = ("spark-", "blockmgr-", "liblz4-java", "snappy-", "ctr-pipeline-")
+
+
+def jvm_leftovers() -> set[str]:
+    return {p.name for p in Path("/tmp").iterdir() if p.name.startswith(JVM_LEFTOVERS)}
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """8,000 demo rows made by the CLI and one uninterrupted `run` on them (fake secrets planted)."""
+    """8,000 demo rows made by the CLI and one uninterrupted `run` on them (fake secrets planted), with
+    its own TMPDIR; returns what the run left there and in /tmp too."""
     where = tmp_path_factory.mktemp("cli-run")
-    data, run = where / "demo.tsv.gz", where / "run"
+    data, run, tmp = where / "demo.tsv.gz", where / "run", where / "tmp"
+    tmp.mkdir()
     made = run_cli("demo-data", "--rows", "8000", "--seed", "3", "--out", str(data))
     assert made.returncode == 0 and "wrote 8,000 rows" in made.stdout
-    env = {**cli_env(), **PLANTED_ENV}                   # fake credentials: none may be written or printed
+    env = {**cli_env(), **PLANTED_ENV, "TMPDIR": str(tmp)}   # fake credentials: none may be written or printed
+    before = jvm_leftovers()
     proc = run_cli("run", "--input", str(data), "--out", str(run), *RUN_ARGS,
                    "--set", f"spark.conf={{'{SECRET_CONF_KEY}': '{PLANTED_CONF}'}}", env=env)
+    proc.left_behind = sorted(p.name for p in tmp.iterdir()) + sorted(jvm_leftovers() - before)
     return data, run, proc
 
 
@@ -64,6 +76,7 @@ def test_demo_data_then_run_end_to_end(demo_run):
     [log] = (run / "logs").iterdir()
     assert f"  log: {log}" in proc.stdout and "train: done in" in log.read_text()
     assert not (run / "run.lock").exists() and not (run / ".staging").exists()   # nothing left half-done
+    assert proc.left_behind == []                        # no Spark, JVM or mrjob files outside the run
     again = run_cli("run", "--out", str(run))            # the run's recorded config; everything is done
     assert again.returncode == 0 and again.stderr.count("already complete") == 4
 
@@ -81,10 +94,12 @@ def test_killed_during_a_stage_then_rerun_gives_the_same_outputs(demo_run, tmp_p
 
     data, reference, proc = demo_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    run, err_path = tmp_path / "run", tmp_path / "first.err"
+    run, err_path, tmp = tmp_path / "run", tmp_path / "first.err", tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**cli_env(), "TMPDIR": str(tmp)}
     args = ["run", "--input", str(data), "--out", str(run), *RUN_ARGS]
     with open(err_path, "w") as err:
-        first = subprocess.Popen(cli(*args), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err,
+        first = subprocess.Popen(cli(*args), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err,
                                  start_new_session=True)
     try:
         deadline = time.time() + 300
@@ -99,11 +114,49 @@ def test_killed_during_a_stage_then_rerun_gives_the_same_outputs(demo_run, tmp_p
     assert (run / "run.lock").exists()                          # left by the killed command
     manifest = json.loads((run / "manifest.json").read_text()) if (run / "manifest.json").exists() else {}
     assert manifest.get("stages", {}).get(stage, {}).get("status") != "complete"
-    again = run_cli(*args)
+    assert [p.name for p in tmp.iterdir()] != []                 # the killed JVMs' scratch, left for now
+    again = run_cli(*args, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "removing a stale lock" in again.stderr
     assert run_outputs(run) == run_outputs(reference)
     assert not (run / "run.lock").exists() and not (run / ".staging").exists()
+    assert [p.name for p in tmp.iterdir()] == []                 # swept by the rerun, its own removed
+
+
+@pytest.mark.spark
+def test_a_split_file_removed_after_sampling_stops_the_next_stage(demo_run, tmp_path):
+    """Rows are never lost silently: a part of train deleted from the run makes features stop, unpublished."""
+    data, reference, proc = demo_run
+    run = copy_of_sampled_run(reference, tmp_path)
+    parts = sorted((run / "splits" / "train").glob("*.parquet"))
+    assert len(parts) > 1
+    parts[0].unlink()
+    again = run_cli("features", "--out", str(run), *RUN_ARGS)
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr[-3000:]
+    [line] = [x for x in again.stderr.splitlines() if x.startswith("ctr-pipeline:")]
+    assert line.startswith("ctr-pipeline: error: features: the sample stage's train split") and (
+        "holds 6,400 rows" not in line and "that stage recorded writing 6,400" in line
+        and f"run 'ctr-pipeline sample --force --out {run}'" in line), line
+    assert not (run / "features").exists() and "features" not in json.loads((run / "manifest.json").read_text())[
+        "stages"]
+
+
+@pytest.mark.spark
+def test_java_out_of_memory_kills_the_driver_and_is_named_with_the_setting(demo_run, tmp_path):
+    """A real OutOfMemoryError: a Parquet batch of 1e8 rows cannot fit in a 512m heap. Spark's handler
+    ends the JVM; the user sees one line with the cause and the setting, not py4j's 'Connection refused'."""
+    data, reference, proc = demo_run
+    run = copy_of_sampled_run(reference, tmp_path)
+    again = run_cli("features", "--out", str(run), "--master", "local[2]", "--set", "spark.driver_memory=512m",
+                    "--set", "spark.conf={'spark.sql.parquet.columnarReaderBatchSize': 100000000}")
+    assert again.returncode == 1, again.stderr[-3000:]
+    [line] = [x for x in again.stderr.splitlines() if x.startswith("ctr-pipeline:")] or [again.stderr[-3000:]]
+    assert line.startswith("ctr-pipeline: failed: features stage failed: Spark's driver JVM died: Java ran out of "
+                           "memory (OutOfMemoryError: Java heap space): raise spark.driver_memory"), line
+    assert "Traceback" not in again.stderr and "ERROR" not in again.stderr and "Connection refused" not in line
+    [log] = (run / "logs").iterdir()
+    assert f"(full trace: {log})" in line and "java.lang.OutOfMemoryError" in log.read_text()
+    assert not (run / "run.lock").exists() and not (run / ".staging").exists() and not (run / "features").exists()
 
 
 PLANTED_ENV = {"AWS_ACCESS_KEY_ID": "AKIAPLANTEDFAKEKEY01", "AWS_SECRET_ACCESS_KEY": "planted/Fake+Secret/0123456789",
@@ -137,6 +190,8 @@ def test_unknown_config_key_exits_2_naming_it(tmp_path):
     (["run", "--out", "RUN", "--input", "/nonexistent/file.tsv"], "input '/nonexistent/file.tsv' does not exist"),
     (["run", "--out", "RUN"], "no input: pass --input PATH"),
     (["run", "--out", "RUN", "--input", "x", "--master", "mesos://x"], "is not a Spark master"),
+    (["run", "--out", "RUN", "--set", "spark.driver_memory=48m"], "below the 512m Spark needs"),
+    (["run", "--out", "RUN", "--set", "spark.driver_memory=4gig"], "'4gig' is not a JVM memory size"),
     (["demo-data", "--rows", "0", "--out", "x.tsv"], "--rows must be at least 1"),
     (["sample", "--out", "RUN", "--sizes", "train=10,tset=5"], "expected SET=SIZE items"),
     (["sample", "--out", "RUN", "--sizes", "train=lots"], "'lots' is neither a row count nor a fraction"),
@@ -223,7 +278,8 @@ def test_spark_submit_entry_point(tmp_path, demo_tsv):
     script = REPO / "ctr_pipeline" / "spark_submit.py"
     env = cli_env()
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([str(submit), "--master", "local[1]", "--driver-memory", "1g", str(script), "sample",
+    proc = subprocess.run([str(submit), "--master", "local[1]", "--driver-memory", "1g",
+                           f"--driver-java-options=-Djava.io.tmpdir={tmp_path}", str(script), "sample",
                            "--input", str(demo_tsv), "--out", str(tmp_path / "run")],
                           capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

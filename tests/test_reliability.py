@@ -39,8 +39,10 @@ class FakeJavaError(Exception):
      "in stage 4.0 (TID 19) (10.0.0.5 executor 2): ExecutorLostFailure (executor 2 exited caused by one of the "
      "running tasks) Reason: Remote RPC client disassociated.",
      ["executor was lost 4 times", "stage 4.0", "ExecutorLostFailure (executor 2 exited"]),
+    ("org.apache.spark.SparkException: Job aborted due to stage failure: Master removed our application: FAILED",
+     ["master removed the application (FAILED)", "check the workers' logs"]),
     ("Caused by: java.io.FileNotFoundException: File file:/data/x/part-0001.parquet does not exist\n\tat x",
-     ["file file:/data/x/part-0001.parquet went missing"]),
+     ["file /data/x/part-0001.parquet went missing"]),
     ("Traceback (most recent call last):\n  File \"x.py\", line 3, in f\nZeroDivisionError: division by zero",
      ["ZeroDivisionError: division by zero"]),
 ])
@@ -109,6 +111,52 @@ def test_truncated_gzip_is_one_line_naming_the_file(tmp_path, demo_tsv):
     assert sorted(p.name for p in run.iterdir()) == ["logs"]         # no lock, no staging, no manifest left
 
 
+def small_disk_available() -> str:
+    """Why a small private file system cannot be mounted here ('' when it can): the disk-full test runs
+    the CLI in a user and mount namespace (``unshare -rm``) on a tmpfs of a few hundred kilobytes."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare"):
+        return "no unshare(1) on this machine"
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True, text=True)
+    return "" if probe.returncode == 0 else f"unshare -rm cannot mount a tmpfs here: {probe.stderr.strip()}"
+
+
+@pytest.mark.spark
+def test_a_full_disk_is_one_line_naming_the_cause_and_the_setting(tmp_path, demo_tsv):
+    """A real ENOSPC: the run directory on a 600 KB tmpfs fills while the sample stage writes its sets."""
+    import shlex
+    import subprocess
+
+    why = small_disk_available()
+    if why:
+        pytest.skip(why)
+    small, kept = tmp_path / "small", tmp_path / "kept"
+    small.mkdir()
+    kept.mkdir()
+    run = small / "run"
+    command = " ".join(shlex.quote(a) for a in cli("sample", "--input", str(demo_tsv), "--out", str(run),
+                                                   "--master", "local[2]", "--set", "spark.driver_memory=1g"))
+    script = (f"mount -t tmpfs -o size=600k tmpfs {small} && {{ {command}; echo $? > {kept}/rc; "
+              f"ls -A {run} > {kept}/listing; cp -r {run}/logs {kept}/logs; }}")
+    proc = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, cwd=REPO,
+                          env=cli_env(), timeout=600)
+    assert (kept / "rc").read_text().strip() == "1", proc.stderr[-3000:]
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("ctr-pipeline:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr and "ERROR" not in proc.stderr, proc.stderr[-3000:]
+    assert lines[0].startswith("ctr-pipeline: failed: sample stage failed: out of disk space (No space left on "
+                               "device)") and "spark.local.dir" in lines[0], lines[0]
+    assert (kept / "listing").read_text().split() == ["logs"]        # no lock, no staging, nothing published
+    [log] = (kept / "logs").iterdir()
+    trace_at = lines[0].rsplit("(full trace: ", 1)[1]
+    if trace_at.startswith(str(run / "logs")):                        # the log had room for the trace
+        assert "No space left on device" in log.read_text()
+    else:                                                             # it did not: the trace went elsewhere
+        assert "could not be written" in trace_at
+
+
 def test_an_unexpected_failure_exits_1_with_one_line_and_the_log(tmp_path, demo_tsv, monkeypatch, capsys):
     from ctr_pipeline import cli, pipeline
 
@@ -169,6 +217,8 @@ BAD_INPUTS = {
     "labels 1.0, -1, yes": ({"x.tsv": "\n".join("\t".join([lab] + ["5"] * 13 + ["68fd1e64"] * 26)
                                                  for lab in ["1.0", "-1", "yes", "0", "1"]).encode()}, {},
                             "label column 'label' has values other than 0/1 on 2 row(s) (first: line 2"),
+    "DAC and CSV files in one directory": ({"a.tsv": (GOOD + "\n" + GOOD + "\n").encode(),
+                                            "b.csv": b"click,site,price\n1,x,3\n"}, {}, (4, 2)),
     "CSV header only": ({"x.csv": b"click,site,price\n"}, CSV, "input is empty"),
     "CSV quoted delimiter and newline": ({"x.csv": b'click,site,price\n1,"a,b",3\n0,"multi\nline",4\n1,plain,5\n'},
                                          CSV, (4, 2)),
@@ -180,6 +230,7 @@ BAD_INPUTS = {
 
 
 DEFAULT_CASES = {"zero-byte gzip", "CRLF line ends", "not UTF-8 (latin-1)", "short and long records",
+                 "DAC and CSV files in one directory",
                  "labels 1.0, -1, yes", "CSV quoted delimiter and newline", "CSV file without a column"}
 
 
@@ -214,3 +265,73 @@ def test_bad_inputs_parse_quarantine_or_stop_with_one_message(spark, tmp_path, c
         assert len(records) == report.rows_bad
         assert all(r["file"].startswith(str(folder)) and r["line"] >= 1 and r["field"] and r["reason"]
                    for r in records)
+
+
+def test_scratch_of_a_gone_process_is_swept_and_a_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from ctr_pipeline.scratch import owner_pid, sweep_stale
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead = tmp_path / f"ctr-pipeline-{gone.stdout.strip()}-abc"
+    live = tmp_path / f"ctr-pipeline-{os.getppid()}-def"
+    other = tmp_path / "ctr-pipeline-failure-x.log"              # a failure trace the user must read
+    for path in (dead, live):
+        (path / "spark-1").mkdir(parents=True)
+        (path / "liblz4-java-1.so").write_bytes(b"\0")
+    other.write_text("trace")
+    assert owner_pid(dead.name) == int(gone.stdout) and owner_pid(other.name) is None
+    assert sweep_stale(tmp_path) == [dead]
+    assert not dead.exists() and live.is_dir() and other.is_file()
+
+
+def test_jvms_of_a_session_use_its_scratch_directory(tmp_path):
+    from ctr_pipeline.schema import SparkConfig
+    from ctr_pipeline.spark import session_conf
+
+    mine = SparkConfig(conf={"spark.driver.extraJavaOptions": "-Dmine=1"})
+    local = session_conf(mine, "local[2]", tmp_path)
+    assert local["spark.driver.extraJavaOptions"].endswith(f"-Djava.io.tmpdir={tmp_path} "
+                                                           f"-Dctr.jvm.log={tmp_path / 'jvm-errors.log'} -Dmine=1")
+    assert f"-Djava.io.tmpdir={tmp_path}" in local["spark.executor.extraJavaOptions"]
+    remote = session_conf(SparkConfig(), "spark://10.0.0.1:7077", tmp_path)   # executors on other machines
+    assert "java.io.tmpdir" not in remote["spark.executor.extraJavaOptions"]
+
+
+@pytest.mark.spark
+def test_a_file_removed_while_spark_reads_is_named(spark, tmp_path):
+    """A real FileNotFoundException: Parquet listed when the plan was made, one file deleted before the scan."""
+    from ctr_pipeline.failures import explain
+
+    path = tmp_path / "set"
+    spark.range(1000).repartition(2).write.parquet(str(path))
+    df = spark.read.parquet(str(path))
+    gone = sorted(path.glob("*.parquet"))[0]
+    gone.unlink()
+    with pytest.raises(Exception) as info:
+        df.count()
+    line = explain(info.value)
+    assert line.startswith(f"file {gone} went missing"), line
+    assert "run the same command again" in line
+
+
+def test_a_dead_jvm_is_named_with_its_logged_cause_or_as_killed():
+    from ctr_pipeline.failures import explain
+
+    def py4j_call():
+        exec(compile("raise ConnectionRefusedError(111, 'Connection refused')", "/x/py4j/clientserver.py", "exec"))
+
+    with pytest.raises(ConnectionRefusedError) as info:
+        py4j_call()
+    oom = ("07:40:22 ERROR SparkUncaughtExceptionHandler: Uncaught exception in thread Thread[Executor task]\n"
+           "java.lang.OutOfMemoryError: Java heap space\n\tat org.apache.spark.X.y(X.java:1)\n")
+    assert explain(info.value, oom).startswith("Spark's driver JVM died: Java ran out of memory (OutOfMemoryError: "
+                                               "Java heap space): raise spark.driver_memory")
+    other = "07:40:22 ERROR Inbox: Ignoring error\njava.lang.IllegalStateException: odd\n"
+    assert explain(info.value, other).startswith("Spark's driver JVM died after logging: Inbox: Ignoring error "
+                                                 "java.lang.IllegalStateException: odd")
+    assert "killed from outside" in explain(info.value, "")
+    assert explain(ConnectionRefusedError(111, "Connection refused"), oom) == "[Errno 111] Connection refused"

@@ -89,4 +89,7 @@ def test_run_on_s3_completes_then_skips_then_registry_refresh_and_scoring(aws, d
     assert "scored 5,000 rows" in scored.stdout
     report = json.loads(s3.get_object(Bucket=BUCKET, Key="scores/day2/report.json")["Body"].read())
     assert report["rows_scored"] == 5_000 and report["model_info"]["version"] == "v2"
+    [log] = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="scores/day2/logs/")["Contents"]]
+    assert f"log: s3://{BUCKET}/{log}" in scored.stdout                 # one log per score invocation
+    assert not s3.list_objects_v2(Bucket=BUCKET, Prefix="scores/.day2.lock").get("Contents")
     assert list(tmp_path.iterdir()) == []                       # still nothing on the local disk

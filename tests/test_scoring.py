@@ -137,10 +137,14 @@ def test_output_is_published_whole_and_not_overwritten_by_mistake(tmp_path):
     (tmp_path / "other" / "x").write_text("x")
     with pytest.raises(UserError, match="exists and is not empty"):
         prepare_output(Location.of(tmp_path / "other"), force=False)
+    (out / "logs" / "1.log").write_text("first")                  # the invocation logs stay with the output
     again = prepare_output(out, force=True)
     (again / REPORT).write_text("{}")
     publish(again, out)
     assert not (out / "predictions").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["other", "scores"]
+    assert (out / "logs" / "1.log").read_text() == "first"
+    (tmp_path / "only-logs" / "logs").mkdir(parents=True)          # an earlier failed scoring's log alone
+    assert prepare_output(Location.of(tmp_path / "only-logs"), force=False) != Location.of(tmp_path / "only-logs")
 
 
 def test_score_command_line_mistakes_are_one_line(trained, demo_tsv, tmp_path):
@@ -162,3 +166,5 @@ def test_score_command_line_mistakes_are_one_line(trained, demo_tsv, tmp_path):
         proc = run_cli("score", *args)
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    [log] = (tmp_path / "s" / "logs").iterdir()                    # the refusal is in the output's log
+    assert "already holds scores" in log.read_text() and not (tmp_path / ".s.lock").exists()

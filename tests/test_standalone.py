@@ -36,15 +36,21 @@ STANDALONE_RUN = ["--set", "training.num_workers=2", "--set", "training.n_estima
                   "evaluation.baselines=[]"]
 
 
-def executor_pids(cluster: StandaloneCluster) -> list[int]:
-    """The executor JVMs this cluster's worker launched (they run in its work directory)."""
+def executor_pids(cluster: StandaloneCluster, at_work: bool = False) -> list[int]:
+    """The executor JVMs this cluster's worker launched (they run in its work directory); ``at_work``:
+    only those running a Python task (a forked pyspark worker under the executor's pyspark.daemon)."""
     import psutil
 
     found = []
     for p in psutil.process_iter(["cmdline", "cwd"]):
         cmd = " ".join(p.info["cmdline"] or [])
         if "CoarseGrainedExecutorBackend" in cmd and str(cluster.workdir) in (p.info["cwd"] or ""):
-            found.append(p.pid)
+            try:
+                busy = any(len(c.children()) > 0 for c in p.children() if "pyspark.daemon" in " ".join(c.cmdline()))
+            except psutil.Error:
+                continue
+            if busy or not at_work:
+                found.append(p.pid)
     return found
 
 
@@ -97,3 +103,46 @@ def test_an_executor_lost_mid_stage_changes_no_result(cluster_and_reference, dem
     app = max((cluster.workdir / "work").glob("app-*"), key=lambda p: p.stat().st_mtime)
     assert len([d for d in app.iterdir() if d.is_dir()]) >= 2      # the worker started a new executor
     assert run_outputs(run) == run_outputs(reference)
+
+
+# The same fault with Spark's retries turned off (spark.task.maxFailures=1): the job cannot recover, and
+# the user gets one line naming the lost executor and what to look at, not a Java trace.
+@pytest.mark.slow
+def test_an_executor_lost_beyond_retries_is_one_line(cluster_and_reference, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from .conftest import copy_of_sampled_run
+
+    cluster, reference = cluster_and_reference
+    run, err_path = copy_of_sampled_run(reference, tmp_path), tmp_path / "run.err"
+    args = [a if not a.startswith("spark.conf=") else "spark.conf={spark.executor.memory: 1g, spark.task.maxFailures: 1}"
+            for a in STANDALONE_RUN]
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(cli("features", "--master", cluster.url, "--out", str(run), *args),
+                                cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=err)
+    killed = 0
+    try:
+        deadline = time.time() + 600
+        while "features: fitting" not in err_path.read_text():
+            assert proc.poll() is None and time.time() < deadline, err_path.read_text()[-2000:]
+            time.sleep(0.2)
+        while proc.poll() is None and time.time() < deadline:
+            for pid in executor_pids(cluster, at_work=True):     # each executor once its first Python task runs
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            time.sleep(0.1)
+        assert proc.wait(timeout=60) == 1, err_path.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = err_path.read_text()
+    [line] = [x for x in text.splitlines() if x.startswith("ctr-pipeline:")]
+    assert killed and "Traceback" not in text, text[-3000:]
+    assert line.startswith(("ctr-pipeline: failed: features stage failed: a Spark executor was lost 1 times",
+                            "ctr-pipeline: failed: features stage failed: the cluster's master removed the "
+                            "application")), line
+    assert "check the workers' logs" in line and "(full trace: " in line
+    assert not (run / "features").exists() and not (run / "run.lock").exists()
