@@ -34,6 +34,16 @@ def model_rows(metrics: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, 
     return out
 
 
+def verdict(interval: tuple[float, float], name: str) -> str:
+    """What a 95% interval of XGBoost's relative MXE improvement over ``name`` says, in words."""
+    lo, hi = interval
+    if lo > 0:
+        return f"XGBoost is significantly better than {name}"
+    if hi < 0:
+        return f"{name} is significantly better than XGBoost"
+    return f"XGBoost does not beat {name} significantly (the interval includes 0)"
+
+
 def comparison_lines(metrics: Mapping[str, Any]) -> list[str]:
     lines = []
     for split, per_base in metrics.get("comparison", {}).items():
@@ -45,9 +55,23 @@ def comparison_lines(metrics: Mapping[str, Any]) -> list[str]:
                 lo, hi = b["relative_mxe_improvement"]["interval"]
                 alo, ahi = b["auc_difference"]["interval"]
                 text += (f" (95% paired bootstrap, {b['replicates']} replicates: MXE improvement [{lo:+.2%}, "
-                         f"{hi:+.2%}], AUC difference [{alo:+.4f}, {ahi:+.4f}])")
+                         f"{hi:+.2%}], AUC difference [{alo:+.4f}, {ahi:+.4f}]): {verdict((lo, hi), name)}")
             lines.append(text)
-    return lines
+    preferred = validation_preference(metrics)
+    return lines + ([preferred] if preferred else [])
+
+
+def validation_preference(metrics: Mapping[str, Any]) -> Optional[str]:
+    """Which model has the lowest MXE on the validation split (None without one or without baselines)."""
+    valid = metrics["splits"].get("validation")
+    scores = [(m["mxe"], LABELS[name]) for name, per_split in metrics.get("baselines", {}).items()
+              for split, m in per_split.items() if split == "validation"]
+    if valid is None or not scores:
+        return None
+    ranked = sorted([(valid["mxe"], LABELS["xgboost"]), *scores])
+    (best, label), rest = ranked[0], ranked[1:]
+    others = ", ".join(f"{other} {mxe:.5f}" for mxe, other in rest)
+    return f"validation prefers {label}: MXE {best:.5f} (against {others})"
 
 
 def summary_lines(metrics: Mapping[str, Any]) -> list[str]:

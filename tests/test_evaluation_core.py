@@ -152,3 +152,32 @@ def test_compare_table_and_missing_run(tmp_path):
     assert "| -5.00% |" in markdown(table)
     with pytest.raises(UserError, match="no evaluation/metrics.json"):
         comparison_table([tmp_path / "c"])
+
+
+def test_summary_says_plainly_whether_xgboost_beats_each_baseline_and_what_validation_prefers():
+    from evaluation.report import summary_lines
+
+    def comparison(lo, hi):
+        return {"relative_mxe_improvement": (lo + hi) / 2, "auc_difference": 0.01,
+                "bootstrap": {"replicates": 200, "relative_mxe_improvement": {"interval": [lo, hi]},
+                              "auc_difference": {"interval": [0.0, 0.02]}}}
+
+    split = {"rows": 100, "positives": 5, "base_rate": 0.05, "ne": 0.9, "auc": 0.7, "calibration": 1.0}
+    metrics = {"splits": {"test": {**split, "mxe": 0.2}, "validation": {**split, "mxe": 0.21}},
+               "baselines": {"logistic_regression": {"test": {**split, "mxe": 0.2},
+                                                     "validation": {**split, "mxe": 0.205}},
+                             "gbt": {"test": {**split, "mxe": 0.3}}},
+               "comparison": {"test": {"logistic_regression": comparison(-0.002, 0.003),
+                                       "gbt": comparison(0.01, 0.05)},
+                              "validation": {"logistic_regression": comparison(-0.05, -0.01)}}}
+    lines = summary_lines(metrics)
+    said = {line.split(":")[0] + ":" + line.split(":")[1]: line for line in lines if " vs " in line}
+    assert said["test: XGBoost vs logistic_regression"].endswith(
+        ": XGBoost does not beat logistic_regression significantly (the interval includes 0)")
+    assert said["test: XGBoost vs gbt"].endswith(": XGBoost is significantly better than gbt")
+    assert said["validation: XGBoost vs logistic_regression"].endswith(
+        ": logistic_regression is significantly better than XGBoost")
+    assert lines[-1] == ("validation prefers LogisticRegression: MXE 0.20500 (against XGBoost (this run) "
+                         "0.21000)")
+    del metrics["splits"]["validation"]
+    assert not [line for line in summary_lines(metrics) if line.startswith("validation prefers")]
