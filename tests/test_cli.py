@@ -124,24 +124,6 @@ def test_killed_during_a_stage_then_rerun_gives_the_same_outputs(demo_run, tmp_p
 
 
 @pytest.mark.spark
-def test_a_split_file_removed_after_sampling_stops_the_next_stage(demo_run, tmp_path):
-    """Rows are never lost silently: a part of train deleted from the run makes features stop, unpublished."""
-    data, reference, proc = demo_run
-    run = copy_of_sampled_run(reference, tmp_path)
-    parts = sorted((run / "splits" / "train").glob("*.parquet"))
-    assert len(parts) > 1
-    parts[0].unlink()
-    again = run_cli("features", "--out", str(run), *RUN_ARGS)
-    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stderr[-3000:]
-    [line] = [x for x in again.stderr.splitlines() if x.startswith("ctr-pipeline:")]
-    assert line.startswith("ctr-pipeline: error: features: the sample stage's train split") and (
-        "holds 6,400 rows" not in line and "that stage recorded writing 6,400" in line
-        and f"run 'ctr-pipeline sample --force --out {run}'" in line), line
-    assert not (run / "features").exists() and "features" not in json.loads((run / "manifest.json").read_text())[
-        "stages"]
-
-
-@pytest.mark.spark
 def test_java_out_of_memory_kills_the_driver_and_is_named_with_the_setting(demo_run, tmp_path):
     """A real OutOfMemoryError: a Parquet batch of 1e8 rows cannot fit in a 512m heap. Spark's handler
     ends the JVM; the user sees one line with the cause and the setting, not py4j's 'Connection refused'."""

@@ -116,6 +116,25 @@ def test_upstream_missing_is_named(spark, tmp_path, demo_tsv):
         run_stage("evaluate", make_cfg(demo_tsv), RunDir(tmp_path / "new"), lambda: spark, force=False)
 
 
+def test_a_split_file_removed_after_sampling_stops_the_next_stage_unpublished(spark, finished, tmp_path):
+    """Rows are never lost silently: with a part of train deleted from the run, features stops."""
+    from ctr_pipeline.errors import StageError
+
+    from .conftest import copy_of_sampled_run
+
+    reference, cfg, records = finished
+    copy = copy_of_sampled_run(reference.root.path, tmp_path)
+    parts = sorted((copy / "splits" / "train").glob("*.parquet"))
+    assert len(parts) > 1
+    parts[0].unlink()
+    run = RunDir(copy)
+    want = records["sample"]["rows"]["train"]
+    with pytest.raises(StageError, match=f"the sample stage's train split .* holds [0-9,]+ rows, but that stage "
+                                         f"recorded writing {want:,}: files of the run directory were removed"):
+        run_stage("features", cfg, run, lambda: spark, force=False)
+    assert not run.is_complete("features") and not (copy / "features").exists()
+
+
 def test_vocab_encoding_and_forced_redo_makes_downstream_stale(spark, finished, demo_tsv):
     run, _, records = finished
     cfg = make_cfg(demo_tsv, "features.categorical_encoding=vocab")
