@@ -326,6 +326,10 @@ def _check_cross_fields(cfg: Config) -> None:
     if seg is not None and seg not in declared:
         raise ConfigError(f"{cfg.source_of('evaluation.segment_by')}: evaluation.segment_by: {seg!r} is not a "
                           "declared input column (input.numeric / input.categorical / input.time)")
+    if "gbdt_lr" in cfg.evaluation.baselines and not s.validation:
+        raise ConfigError(f"{cfg.source_of('evaluation.baselines')}: evaluation.baselines: gbdt_lr fits its "
+                          "logistic regression on the validation split (rows the trees did not see), but "
+                          "sampling.validation is 0")
     if "validation" in cfg.evaluation.splits and not s.validation:
         raise ConfigError(f"{cfg.source_of('evaluation.splits')}: evaluation.splits names 'validation' but "
                           "sampling.validation is 0")

@@ -157,7 +157,7 @@ class TrainingConfig:
     search_seed: int = _f(0, "Seed of the folds and of random search.", min=0)
 
 
-BASELINES = ("logistic_regression", "gbt")
+BASELINES = ("logistic_regression", "gbt", "gbdt_lr")
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,10 @@ class EvaluationConfig:
                                      "Models trained on the same features and splits and reported beside the "
                                      "XGBoost model: `logistic_regression` (MLlib's L2 objective, fit on the "
                                      "driver), `gbt` (Spark MLlib GBTClassifier with the training depth, trees "
-                                     "and learning rate; slow on wide vectors).")
+                                     "and learning rate; slow on wide vectors), `gbdt_lr` (the trained "
+                                     "booster's leaves one-hot, joined with the features, under the same L2 "
+                                     "logistic regression fit on the validation split, which the trees did "
+                                     "not see; He et al. 2014).")
     baseline_rows: int = _f(200_000, "Train rows each baseline is fit on: an exact simple random sample of train "
                                       "of at most this many rows (0: all of train). Bounds the baselines' cost on "
                                       "large runs; the report names the rows used. Logistic regression takes "

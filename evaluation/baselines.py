@@ -21,6 +21,8 @@ log = logging.getLogger("ctr_pipeline.evaluation")
 
 LR_REG_GRID = (1e-4, 1e-3, 1e-2)
 LR_DEFAULT_REG = 1e-3      # without a validation split
+# gbdt_lr fits on the validation split only (far fewer rows than train): its grid reaches stronger penalties
+GBDT_LR_REG_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 LR_DRIVER_ROWS = 4_000_000  # logistic regression is fit in the driver's memory (about 0.5 KB a row here)
 GBT_WIDE = 10_000   # columns above which MLlib GBT's dense binning becomes the run's bottleneck
 
@@ -117,11 +119,24 @@ def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], 
     return x[keep], {c: cols[c][keep] for c in columns}, limit, total
 
 
-def fit(name: str, cfg: Config, train: DataFrame, validation: Optional[DataFrame] = None):
+def driver_scored(model) -> bool:
+    """Whether ``model`` is scored by :func:`evaluation.scoring.predict_features` (``predict(csr)``), not by
+    an MLlib ``transform``."""
+    from .gbdt_lr import GbdtLrModel
+    from .logistic import LinearModel
+
+    return isinstance(model, (LinearModel, GbdtLrModel))
+
+
+def fit(name: str, cfg: Config, train: DataFrame, validation: Optional[DataFrame] = None,
+        booster_raw: Optional[bytes] = None):
     """Fit baseline ``name`` on the train features (label as double, weight when present), or on an exact
     sample of ``evaluation.baseline_rows`` of them. Logistic regression picks its L2 strength from
-    LR_REG_GRID by validation MXE when a validation split exists. Returns (model, settings)."""
+    LR_REG_GRID by validation MXE when a validation split exists. ``gbdt_lr`` is fit on (a capped sample
+    of) the validation split with the trained booster ``booster_raw``. Returns (model, settings)."""
     e = cfg.evaluation
+    if name == "gbdt_lr":
+        return _fit_gbdt_lr(cfg, validation, booster_raw)
     if name == "logistic_regression":
         weighted = "weight" in train.columns
         x, cols, rows, total = capped_rows(train, e.baseline_rows, e.seed, ("label", "weight") if weighted
@@ -133,6 +148,32 @@ def fit(name: str, cfg: Config, train: DataFrame, validation: Optional[DataFrame
         log.info("evaluate: fitting baseline %s on %s of %s train rows", name, f"{rows:,}", f"{total:,}")
         model, settings = _fit_gbt(cfg, sample)
     return model, {**settings, "fit_rows": rows, "train_rows": total}
+
+
+def _fit_gbdt_lr(cfg: Config, validation: Optional[DataFrame], booster_raw: Optional[bytes]):
+    import numpy as np
+
+    from . import gbdt_lr, logistic
+
+    if validation is None or booster_raw is None:
+        raise UserError("evaluation.baselines: gbdt_lr needs the validation split and the trained model")
+    e = cfg.evaluation
+    weighted = "weight" in validation.columns
+    x, cols, rows, total = capped_rows(validation, e.baseline_rows, e.seed,
+                                       ("label", "row_id", "weight") if weighted else ("label", "row_id"),
+                                       LR_DRIVER_ROWS, cfg.source_of("evaluation.baseline_rows"))
+    log.info("evaluate: fitting baseline gbdt_lr on %s of %s validation rows", f"{rows:,}", f"{total:,}")
+    y = np.asarray(cols["label"], dtype=np.float64)
+    w = np.asarray(cols["weight"], dtype=np.float64) if weighted else np.ones_like(y)
+    try:
+        model, settings = gbdt_lr.fit(booster_raw, x, y, w, np.asarray(cols["row_id"]), GBDT_LR_REG_GRID, e.seed,
+                                      logistic.fit)
+    except ValueError as exc:
+        raise UserError(f"evaluation.baselines: {exc}; add validation rows (sampling.validation) or drop "
+                        "gbdt_lr") from exc
+    for reg, score in settings["grid"].items():
+        log.info("evaluate: gbdt_lr regParam %s: MXE %.5f on the held-out 20%% of validation", reg, score)
+    return model, {**settings, "fit_rows": rows, "validation_rows": total}
 
 
 def _fit_gbt(cfg: Config, sample: DataFrame):
@@ -207,12 +248,10 @@ def validation_mxe(models: list, df: DataFrame) -> list[float]:
 
 
 def add_probabilities(fitted: dict, df: DataFrame) -> DataFrame:
-    """``df`` with a column ``p_<name>`` per MLlib baseline (its probability of a click); linear models
-    (:class:`.logistic.LinearModel`) are skipped: :func:`evaluation.scoring.predict_features` scores them."""
-    from .logistic import LinearModel
-
+    """``df`` with a column ``p_<name>`` per MLlib baseline (its probability of a click); the models
+    :func:`driver_scored` are skipped: :func:`evaluation.scoring.predict_features` scores them."""
     for name, model in fitted.items():
-        if not isinstance(model, LinearModel):
+        if not driver_scored(model):
             out = model.transform(df)
             df = out.withColumn(f"p_{name}", vector_to_array(f"_{name}_prob")[1]).drop(
                 f"_{name}_prob", f"_{name}_raw", f"_{name}_pred")

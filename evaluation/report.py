@@ -7,7 +7,7 @@ import html
 from typing import Any, Mapping, Optional
 
 LABELS = {"xgboost": "XGBoost (this run)", "logistic_regression": "LogisticRegression",
-          "gbt": "Spark MLlib GBTClassifier"}
+          "gbt": "Spark MLlib GBTClassifier", "gbdt_lr": "GBDT leaves + LR"}
 COLUMNS = [("rows", "rows", "{:,}"), ("positives", "positives", "{:,}"), ("base_rate", "CTR", "{:.4%}"),
            ("mxe", "MXE", "{:.5f}"), ("ne", "NE", "{:.4f}"), ("auc", "AUC", "{:.4f}"), ("pr_auc", "PR AUC", "{:.4f}"),
            ("calibration", "calibration", "{:.3f}")]

@@ -42,12 +42,11 @@ def scored_split(ctx: StageContext, booster_raw: bytes, fitted: dict, split: str
 
     XGBoost and the linear baselines are scored in one Arrow pass over the stored CSR rows
     (``Booster.inplace_predict``, as batch scoring does); MLlib baselines by their own ``transform``."""
-    from .logistic import LinearModel
     from .scoring import predict_features
 
     feats = read_features(ctx.spark, str(ctx.run.path_of("features") / split))
-    mllib = [n for n, m in fitted.items() if not isinstance(m, LinearModel)]
-    linear = {n: m for n, m in fitted.items() if isinstance(m, LinearModel)}
+    mllib = [n for n, m in fitted.items() if not baselines.driver_scored(m)]
+    linear = {n: m for n, m in fitted.items() if baselines.driver_scored(m)}
     df = baselines.add_probabilities(fitted, feats)
     df = predict_features(ctx.spark, {"xgboost": booster_raw}, df, vector_width(feats),
                           "weight" if "weight" in feats.columns else None, linear=linear,
@@ -89,7 +88,7 @@ def run(ctx: StageContext) -> StageResult:
         train = read_features(ctx.spark, str(feats / "train"))
         valid = read_features(ctx.spark, str(feats / "validation")) if (feats / "validation").is_dir() else None
         for name in e.baselines:
-            fitted[name], settings[name] = baselines.fit(name, ctx.cfg, train, valid)
+            fitted[name], settings[name] = baselines.fit(name, ctx.cfg, train, valid, raw_booster)
     w = negative_rate(ctx.cfg)
     models = ["xgboost", *fitted]
     report_split = "test" if "test" in e.splits else e.splits[-1]
@@ -148,7 +147,12 @@ def run(ctx: StageContext) -> StageResult:
              "sets on Spark (quantiles within 1e-4 of the rank); AUC exact (ties count as half) unless "
              "auc_exact is false, then within auc_error_bound."]
     for name, setting in settings.items():
-        if setting["fit_rows"] < setting["train_rows"]:
+        if name == "gbdt_lr":
+            notes.append(f"Baseline {LABELS[name]}: the trained booster's leaves ({setting['trees']} trees, one-hot) "
+                         f"joined with the features, under an L2 logistic regression fit on {setting['fit_rows']:,} "
+                         f"of the {setting['validation_rows']:,} validation rows (the trees never saw them); "
+                         f"its L2 strength {setting['regParam']:g} was chosen on a held-out 20% of them.")
+        elif setting["fit_rows"] < setting["train_rows"]:
             notes.append(f"Baseline {LABELS.get(name, name)} was fit on an exact random sample of "
                          f"{setting['fit_rows']:,} of the {setting['train_rows']:,} train rows "
                          "(evaluation.baseline_rows), which bounds its cost; XGBoost used all of them.")

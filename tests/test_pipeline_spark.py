@@ -238,3 +238,34 @@ def test_compare_runs_side_by_side(finished, tmp_path):
     assert all(r["mxe_vs_first"] == 0.0 for r in table)
     assert out.read_text().startswith("| run | split | model |")
     assert main(["compare", str(tmp_path / "nope")]) == 2
+
+
+def test_gbdt_leaves_with_logistic_regression_is_reported_beside_the_others(spark, finished, demo_tsv, tmp_path):
+    """The gbdt_lr baseline on a copy of the finished run: fit on validation, scored and compared on test
+    with the same bootstrap, its settings and the fitting rows in the report's note."""
+    import shutil
+
+    reference, _, records = finished
+    copy = tmp_path / "run"
+    shutil.copytree(reference.root.path, copy)
+    run = RunDir(copy)
+    cfg = make_cfg(demo_tsv, "evaluation.baselines=[logistic_regression, gbdt_lr]", "evaluation.splits=[test]")
+    run_stage("evaluate", cfg, run, lambda: spark, force=True)
+    metrics = json.loads((copy / "evaluation" / "metrics.json").read_text())
+    hybrid = metrics["baselines"]["gbdt_lr"]["test"]
+    assert hybrid["rows"] == metrics["test"]["rows"] and 0.5 < hybrid["auc"] < 1 and hybrid["mxe"] > 0
+    settings = metrics["baseline_settings"]["gbdt_lr"]
+    assert settings["trees"] == 15 and settings["fit_rows"] == records["sample"]["rows"]["validation"]
+    assert settings["regParam"] in (1e-4, 1e-3, 1e-2, 1e-1, 1.0) and len(settings["grid"]) == 5
+    assert "bootstrap" in metrics["comparison"]["test"]["gbdt_lr"]
+    report = (copy / "evaluation" / "report.md").read_text()
+    assert "GBDT leaves + LR" in report and "XGBoost vs gbdt_lr: MXE improvement" in report
+    html = (copy / "evaluation" / "report.html").read_text()
+    assert f"of the {settings['validation_rows']:,} validation rows (the trees never saw them)" in html
+
+
+def test_gbdt_lr_without_a_validation_split_is_a_config_error(demo_tsv):
+    from ctr_pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="gbdt_lr fits its logistic regression on the validation split"):
+        make_cfg(demo_tsv, "evaluation.baselines=[gbdt_lr]", "sampling.validation=0", "evaluation.splits=[test]")

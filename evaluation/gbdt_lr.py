@@ -1,0 +1,113 @@
+"""GBDT-leaf + logistic regression (He et al., ADKDD 2014): the trees as a feature transform for a linear model.
+
+Each row's leaf in every tree of the trained booster becomes one one-hot column (tree t's node n at
+column ``t * nodes_per_tree + n``), joined with the row's own sparse features; an L2 logistic regression
+(:mod:`.logistic`, the LR baseline's objective) is fit on those columns. The trees were fit on train, so
+the linear model is fit on rows they never saw: the validation split, 80% to fit each L2 strength of
+the grid and 20% to choose one, then refit on all of it with the chosen strength. Pure: numpy, scipy
+and xgboost; the Spark side is :func:`evaluation.baselines.fit`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from scipy.sparse import csr_matrix, hstack
+
+from .core import mxe
+from .logistic import LinearModel
+
+SELECT_SHARE = 0.2   # of the fitting rows, held out to choose the L2 strength
+
+_LOADED: dict[int, Any] = {}   # id(model) -> booster, loaded once per process (executors score in batches)
+
+
+def nodes_per_tree(booster) -> int:
+    """One more than the largest node id of any tree: the one-hot block width of a tree."""
+    frame = booster.trees_to_dataframe()
+    return int(frame["Node"].max()) + 1
+
+
+def leaf_columns(leaves: np.ndarray, nodes: int) -> csr_matrix:
+    """One-hot CSR of leaf ids: ``leaves`` (rows, trees) of node ids -> (rows, trees * nodes), one 1 per tree."""
+    leaves = np.asarray(leaves, dtype=np.int64)
+    if leaves.ndim == 1:
+        leaves = leaves[:, None]
+    rows, trees = leaves.shape
+    if rows and (leaves.min() < 0 or leaves.max() >= nodes):
+        raise ValueError(f"leaf ids must lie in [0, {nodes}), found {leaves.min()}..{leaves.max()}")
+    columns = (np.arange(trees, dtype=np.int64) * nodes + leaves).ravel()
+    indptr = np.arange(0, rows * trees + 1, trees, dtype=np.int64)
+    return csr_matrix((np.ones(rows * trees), columns, indptr), shape=(rows, trees * nodes))
+
+
+@dataclass(frozen=True)
+class GbdtLrModel:
+    """p = sigmoid([one-hot leaves of x, x] . coef + intercept); ``booster_raw`` is the trained booster."""
+
+    booster_raw: bytes
+    nodes: int
+    linear: LinearModel
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def reg(self) -> float:
+        return self.linear.reg
+
+    def design(self, x: csr_matrix) -> csr_matrix:
+        return hstack([leaf_columns(leaves_of(self, x), self.nodes), x], format="csr")
+
+    def predict(self, x: csr_matrix) -> np.ndarray:
+        return self.linear.predict(self.design(x))
+
+
+def leaves_of(model: GbdtLrModel, x: csr_matrix) -> np.ndarray:
+    """Leaf ids (rows, trees) of the model's booster for rows ``x`` (absent entries and zeros missing,
+    as the pipeline's scoring treats them)."""
+    import xgboost
+
+    booster = _LOADED.get(id(model))
+    if booster is None:
+        booster = xgboost.Booster()
+        booster.load_model(bytearray(model.booster_raw))
+        _LOADED.clear()
+        _LOADED[id(model)] = booster
+    return booster.predict(xgboost.DMatrix(x, missing=0.0), pred_leaf=True)
+
+
+def select_mask(row_ids: np.ndarray, seed: int, share: float = SELECT_SHARE) -> np.ndarray:
+    """Which rows choose the L2 strength: a seeded draw over the rows in row_id order (deterministic for
+    the same rows, whatever order they arrive in)."""
+    order = np.argsort(row_ids, kind="stable")
+    draw = np.empty(len(row_ids))
+    draw[order] = np.random.default_rng(seed).random(len(row_ids))
+    return draw < share
+
+
+def fit(booster_raw: bytes, x: csr_matrix, y: np.ndarray, w: np.ndarray, row_ids: np.ndarray,
+        regs: Sequence[float], seed: int, fit_linear: Callable[..., LinearModel]) -> tuple[GbdtLrModel, dict]:
+    """Fit on rows the booster's trees did not see: each of ``regs`` on 80% of them, the best by MXE on the
+    other 20% refit on all. ``fit_linear(x, y, w, reg)`` is :func:`evaluation.logistic.fit`."""
+    import xgboost
+
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(booster_raw))
+    nodes = nodes_per_tree(booster)
+    shell = GbdtLrModel(booster_raw, nodes, LinearModel(np.zeros(0), 0.0, 0.0, 0, True))
+    design = shell.design(csr_matrix(x))
+    pick = select_mask(row_ids, seed)
+    if pick.all() or not pick.any() or len(set(np.asarray(y)[pick])) < 2:
+        raise ValueError(f"gbdt_lr: {len(y):,} rows are too few to hold out {SELECT_SHARE:.0%} with both labels")
+    tried = []
+    for reg in regs:
+        m = fit_linear(design[~pick], y[~pick], w[~pick], reg)
+        tried.append((mxe(y[pick], m.predict(design[pick])), reg))
+    score, best = min(tried)
+    final = fit_linear(design, y, w, best)
+    model = GbdtLrModel(booster_raw, nodes, final)
+    settings = {"regParam": best, "selection_mxe": score, "grid": {str(r): s for s, r in tried},
+                "trees": int(design.shape[1] - x.shape[1]) // nodes, "nodes_per_tree": nodes,
+                "columns": int(design.shape[1]), "iterations": final.iterations,
+                "fit_on": "the validation split (rows the trees did not see)"}
+    return model, settings
