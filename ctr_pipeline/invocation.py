@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 import traceback
 from datetime import datetime, timezone
@@ -48,8 +49,6 @@ class _LogFile(logging.FileHandler):
 
 
 def _current_error() -> str:
-    import sys
-
     exc = sys.exc_info()[1]
     return f"{type(exc).__name__}: {exc}" if exc else "unknown error"
 
