@@ -9,6 +9,7 @@ and xgboost; the Spark side is :func:`evaluation.baselines.fit`.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -20,7 +21,7 @@ from .logistic import LinearModel
 
 SELECT_SHARE = 0.2   # of the fitting rows, held out to choose the L2 strength
 
-_LOADED: dict[int, Any] = {}   # id(model) -> booster, loaded once per process (executors score in batches)
+_LOADED: dict[str, Any] = {}   # booster digest -> booster, loaded once per process (executors score in batches)
 
 
 def nodes_per_tree(booster) -> int:
@@ -49,7 +50,10 @@ class GbdtLrModel:
     booster_raw: bytes
     nodes: int
     linear: LinearModel
-    meta: dict = field(default_factory=dict)
+    digest: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digest", hashlib.sha256(self.booster_raw).hexdigest())
 
     @property
     def reg(self) -> float:
@@ -67,12 +71,12 @@ def leaves_of(model: GbdtLrModel, x: csr_matrix) -> np.ndarray:
     as the pipeline's scoring treats them)."""
     import xgboost
 
-    booster = _LOADED.get(id(model))
+    booster = _LOADED.get(model.digest)
     if booster is None:
         booster = xgboost.Booster()
         booster.load_model(bytearray(model.booster_raw))
         _LOADED.clear()
-        _LOADED[id(model)] = booster
+        _LOADED[model.digest] = booster
     return booster.predict(xgboost.DMatrix(x, missing=0.0), pred_leaf=True)
 
 
