@@ -141,7 +141,7 @@ def runner_args(runner: str, tmp: Path) -> list[str]:
     if runner == "spark":
         # spark-submit's JVM (driver and local executors) keeps its temporary files (spark-*, the native
         # libraries lz4-java and snappy-java extract) in ``tmp`` too: Java ignores TMPDIR
-        args += ["--spark-tmp-dir", str(tmp), "--spark-args", f"--driver-java-options=-Djava.io.tmpdir={tmp}"]
+        args += ["--spark-tmp-dir", str(tmp), f"--spark-args=--driver-java-options=-Djava.io.tmpdir={tmp}"]
         if submit.exists():
             args += ["--spark-submit-bin", str(submit)]
     return args
