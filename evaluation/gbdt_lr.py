@@ -9,19 +9,17 @@ and xgboost; the Spark side is :func:`evaluation.baselines.fit`.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.sparse import csr_matrix, hstack
 
+from .boosters import digest, loaded
 from .core import mxe
 from .logistic import LinearModel
 
 SELECT_SHARE = 0.2   # of the fitting rows, held out to choose the L2 strength
-
-_LOADED: dict[str, Any] = {}   # booster digest -> booster, loaded once per process (executors score in batches)
 
 
 def nodes_per_tree(booster) -> int:
@@ -43,6 +41,15 @@ def leaf_columns(leaves: np.ndarray, nodes: int) -> csr_matrix:
     return csr_matrix((np.ones(rows * trees), columns, indptr), shape=(rows, trees * nodes))
 
 
+def leaf_design(booster, nodes: int, x: csr_matrix) -> csr_matrix:
+    """The linear model's columns for rows ``x``: one-hot leaves of ``booster``'s trees, then ``x`` itself
+    (absent entries and zeros missing to the trees, as the pipeline's scoring treats them)."""
+    import xgboost
+
+    leaves = booster.predict(xgboost.DMatrix(x, missing=0.0), pred_leaf=True)
+    return hstack([leaf_columns(leaves, nodes), x], format="csr")
+
+
 @dataclass(frozen=True)
 class GbdtLrModel:
     """p = sigmoid([one-hot leaves of x, x] . coef + intercept); ``booster_raw`` is the trained booster."""
@@ -50,34 +57,13 @@ class GbdtLrModel:
     booster_raw: bytes
     nodes: int
     linear: LinearModel
-    digest: str = field(init=False)
+    key: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "digest", hashlib.sha256(self.booster_raw).hexdigest())
-
-    @property
-    def reg(self) -> float:
-        return self.linear.reg
-
-    def design(self, x: csr_matrix) -> csr_matrix:
-        return hstack([leaf_columns(leaves_of(self, x), self.nodes), x], format="csr")
+        object.__setattr__(self, "key", digest(self.booster_raw))
 
     def predict(self, x: csr_matrix) -> np.ndarray:
-        return self.linear.predict(self.design(x))
-
-
-def leaves_of(model: GbdtLrModel, x: csr_matrix) -> np.ndarray:
-    """Leaf ids (rows, trees) of the model's booster for rows ``x`` (absent entries and zeros missing,
-    as the pipeline's scoring treats them)."""
-    import xgboost
-
-    booster = _LOADED.get(model.digest)
-    if booster is None:
-        booster = xgboost.Booster()
-        booster.load_model(bytearray(model.booster_raw))
-        _LOADED.clear()
-        _LOADED[model.digest] = booster
-    return booster.predict(xgboost.DMatrix(x, missing=0.0), pred_leaf=True)
+        return self.linear.predict(leaf_design(loaded(self.key, self.booster_raw), self.nodes, x))
 
 
 def select_mask(row_ids: np.ndarray, seed: int, share: float = SELECT_SHARE) -> np.ndarray:
@@ -93,13 +79,9 @@ def fit(booster_raw: bytes, x: csr_matrix, y: np.ndarray, w: np.ndarray, row_ids
         regs: Sequence[float], seed: int, fit_linear: Callable[..., LinearModel]) -> tuple[GbdtLrModel, dict]:
     """Fit on rows the booster's trees did not see: each of ``regs`` on 80% of them, the best by MXE on the
     other 20% refit on all. ``fit_linear(x, y, w, reg)`` is :func:`evaluation.logistic.fit`."""
-    import xgboost
-
-    booster = xgboost.Booster()
-    booster.load_model(bytearray(booster_raw))
+    booster = loaded(digest(booster_raw), booster_raw)
     nodes = nodes_per_tree(booster)
-    shell = GbdtLrModel(booster_raw, nodes, LinearModel(np.zeros(0), 0.0, 0.0, 0, True))
-    design = shell.design(csr_matrix(x))
+    design = leaf_design(booster, nodes, csr_matrix(x))
     pick = select_mask(row_ids, seed)
     if pick.all() or not pick.any() or len(set(np.asarray(y)[pick])) < 2:
         raise ValueError(f"gbdt_lr: {len(y):,} rows are too few to hold out {SELECT_SHARE:.0%} with both labels")

@@ -12,7 +12,6 @@ predictions is written. ``report.json`` is written last: an output without it is
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import uuid
@@ -30,25 +29,11 @@ from ctr_pipeline.stage import json_default
 from ctr_pipeline.storage import Location
 
 from . import spark_metrics as sm
+from .boosters import digest, loaded
 from .spark_job import negative_rate
 
 log = logging.getLogger("ctr_pipeline.scoring")
 REPORT = "report.json"
-_BOOSTERS: dict[str, Any] = {}   # per Python worker: booster by digest, loaded once
-
-
-def _booster(key: str, raw: bytes, threads: int, keep: int = 1):
-    """The booster of ``raw`` (by its digest ``key``), loaded once per worker; at most ``keep`` are kept."""
-    if key not in _BOOSTERS:
-        import xgboost
-
-        booster = xgboost.Booster()
-        booster.load_model(bytearray(raw))
-        booster.set_param({"nthread": threads})
-        while len(_BOOSTERS) >= keep:
-            _BOOSTERS.pop(next(iter(_BOOSTERS)))
-        _BOOSTERS[key] = booster
-    return _BOOSTERS[key]
 
 
 def predictions(spark: SparkSession, bundle: ModelBundle, t: Any, rows: DataFrame, w: Optional[float]) -> DataFrame:
@@ -61,7 +46,7 @@ def predictions(spark: SparkSession, bundle: ModelBundle, t: Any, rows: DataFram
 
     check_columns(rows, t.spec, "the input to score")
     raw = bundle.booster.read_bytes()
-    key = hashlib.sha256(raw).hexdigest()
+    key = digest(raw)
     shared = spark.sparkContext.broadcast((t, raw))
     threads = int(spark.conf.get("spark.task.cpus", "1"))
     fields = [("row_id", pa.int64()), ("label", pa.int32()), ("p_ctr", pa.float64())]
@@ -73,7 +58,7 @@ def predictions(spark: SparkSession, bundle: ModelBundle, t: Any, rows: DataFram
         import numpy as np
 
         fitted, model_bytes = shared.value
-        booster = _booster(key, model_bytes, threads)
+        booster = loaded(key, model_bytes, threads)
         for b in batches:
             if b.num_rows == 0:
                 continue
@@ -103,7 +88,7 @@ def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: 
     from features.spark_io import batch_csr
 
     linear = linear or {}
-    keys = {name: hashlib.sha256(raw).hexdigest() for name, raw in boosters.items()}
+    keys = {name: digest(raw) for name, raw in boosters.items()}
     shared = spark.sparkContext.broadcast(boosters)
     threads = int(spark.conf.get("spark.task.cpus", "1"))
     names = list(boosters)
@@ -111,7 +96,7 @@ def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: 
     out_names = ["row_id", "label", "w", *carry, *[f"p_{n}" for n in [*names, *linear]]]
 
     def score(batches):
-        models = {n: _booster(keys[n], shared.value[n], threads, keep=len(names)) for n in names}
+        models = {n: loaded(keys[n], shared.value[n], threads, keep=len(names)) for n in names}
         for b in batches:
             if b.num_rows == 0:
                 continue
