@@ -305,8 +305,8 @@ def _check_spark(cfg: Config) -> None:
                           "write it like 4g or 512m")
     if mb < MIN_DRIVER_MEMORY_MB:
         raise ConfigError(f"{where}: spark.driver_memory: {cfg.spark.driver_memory!r} is below the "
-                          f"{MIN_DRIVER_MEMORY_MB}m Spark needs to start a driver; give at least 512m (4g is the "
-                          "default)")
+                          f"{MIN_DRIVER_MEMORY_MB}m Spark needs to start a driver (it refuses a heap that leaves under about "
+                          "450 MiB usable); give at least 512m (4g is the default)")
 
 
 def _check_cross_fields(cfg: Config) -> None:

@@ -105,9 +105,10 @@ def one_line_failures(log_path: str) -> Iterator[None]:
         raise
     except Exception as exc:
         _trace_logger().error("failed:\n%s", traceback.format_exc())
-        if jvm_gone(exc) and jvm_errors():
-            _trace_logger().error("Spark's driver JVM logged before it died:\n%s", jvm_errors())
-        line = str(exc) if isinstance(exc, RunFailed) else explain(exc, jvm_errors())
+        jvm_log = jvm_errors()
+        if jvm_log and jvm_gone(exc):
+            _trace_logger().error("Spark's driver JVM logged before it died:\n%s", jvm_log)
+        line = str(exc) if isinstance(exc, RunFailed) else explain(exc, jvm_log)
         if log_path in _UNWRITABLE:       # the trace could not go to the run's log: put it where it can
             log_path = f"{trace_file(exc)}; the run's log {log_path} could not be written"
         raise RunFailed(f"{line} (full trace: {log_path})") from exc
