@@ -6,6 +6,9 @@ For each size, both run in a fresh process (the pipeline with its JVM and Python
 the whole process, seconds per stage (the pipeline's from its manifest, the peer's from its own clock),
 test AUC and MXE of both, and the peak summed RSS of each process tree. The ratio pipeline / peer is
 the yardstick of issue 12 (1.5x at 1M rows, 1.2x at 10M). Results: bench/results/peer.json.
+
+``--untuned`` also runs the pipeline without its default tuning (no search, no early stopping: the
+defaults before issue 15) in the same run, and prints what the tuning costs and what it buys.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from pathlib import Path
 from .harness import demo_file, run_measured, write_result
 
 STAGES = ("sample", "features", "train", "evaluate")
+UNTUNED = ["training.search_space={}", "training.early_stopping_rounds=null"]
 
 
 def run_peer(data: Path, threads: int) -> dict:
@@ -68,6 +72,20 @@ def report(rows: int, peer: dict, pipe: dict) -> None:
         print(f"  MXE pipeline vs peer: {(pipe['test_mxe'] - peer['test_mxe']) / peer['test_mxe']:+.3%}")
 
 
+def report_tuning(tuned: dict, untuned: dict) -> None:
+    """The default tuning's extra cost (train stage, whole run) and its effect on test MXE and AUC."""
+    if "failed" in tuned or "failed" in untuned:
+        print("  tuning comparison: a run failed")
+        return
+    extra_train = tuned["stages"]["train"] - untuned["stages"]["train"]
+    extra_wall = tuned["wall_seconds"] - untuned["wall_seconds"]
+    print(f"  default tuning: train {untuned['stages']['train']:.1f}s -> {tuned['stages']['train']:.1f}s "
+          f"({extra_train:+.1f}s), whole run {untuned['wall_seconds']:.1f}s -> {tuned['wall_seconds']:.1f}s "
+          f"({extra_wall / untuned['wall_seconds']:+.0%}); test MXE {untuned['test_mxe']:.5f} -> "
+          f"{tuned['test_mxe']:.5f} ({(untuned['test_mxe'] - tuned['test_mxe']) / untuned['test_mxe']:+.2%} "
+          f"improvement), AUC {untuned['test_auc']:.4f} -> {tuned['test_auc']:.4f}")
+
+
 def main(argv=None) -> int:
     import os
 
@@ -75,6 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--set", action="append", default=[], help="config override passed to the pipeline")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="threads of the peer's XGBoost")
+    parser.add_argument("--untuned", action="store_true",
+                        help="also run the pipeline without the default search and early stopping")
     args = parser.parse_args(argv)
     results = []
     for rows in args.rows:
@@ -82,8 +102,11 @@ def main(argv=None) -> int:
         peer = run_peer(data, args.threads)
         pipe = run_pipeline(data, args.set)
         report(rows, peer, pipe)
-        results.append({"rows": rows, "peer": peer, "pipeline": pipe,
-                        "ratio": pipe["wall_seconds"] / peer["wall_seconds"]})
+        result = {"rows": rows, "peer": peer, "pipeline": pipe, "ratio": pipe["wall_seconds"] / peer["wall_seconds"]}
+        if args.untuned:
+            result["untuned"] = run_pipeline(data, [*args.set, *UNTUNED])
+            report_tuning(pipe, result["untuned"])
+        results.append(result)
     path = write_result("peer", {"settings": args.set, "results": results})
     print(f"results: {path}")
     return 0

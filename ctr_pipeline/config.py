@@ -103,7 +103,8 @@ def flag_layer(flag: str, key: str, value: Any) -> Layer:
 # ---------------------------------------------------------------------------------------------- merge
 
 def _merge(layers: list[Layer]) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Merge layers in order, checking section and key names. Mapping-typed fields merge by key."""
+    """Merge layers in order, checking section and key names. Mapping-typed fields merge by key, except
+    those marked ``merge=False`` (a later layer's mapping replaces the earlier one whole)."""
     merged: dict[str, dict[str, Any]] = {}
     sources: dict[str, str] = {}
     for layer in layers:
@@ -124,7 +125,7 @@ def _merge(layers: list[Layer]) -> tuple[dict[str, dict[str, Any]], dict[str, st
                                       f"known keys in {section}: {', '.join(fields)}")
                 target = merged.setdefault(section, {})
                 if _is_mapping_type(_field_types(section)[key]) and isinstance(value, dict) \
-                        and isinstance(target.get(key), dict):
+                        and isinstance(target.get(key), dict) and fields[key].metadata.get("merge", True):
                     target[key] = {**target[key], **value}
                 else:
                     target[key] = value
@@ -339,7 +340,8 @@ def _check_cross_fields(cfg: Config) -> None:
     if cfg.training.min_relative_gain is not None and not s.validation:
         raise ConfigError(f"{cfg.source_of('training.min_relative_gain')}: training.min_relative_gain needs a "
                           "validation split; set sampling.validation > 0")
-    if cfg.training.early_stopping_rounds is not None and not s.validation:
+    if cfg.training.early_stopping_rounds is not None and not s.validation \
+            and cfg.source_of("training.early_stopping_rounds") != "default":   # the default is off then
         raise ConfigError(f"{cfg.source_of('training.early_stopping_rounds')}: training.early_stopping_rounds "
                           "needs a validation split; set sampling.validation > 0")
     _check_input_columns(cfg)

@@ -129,8 +129,10 @@ class TrainingConfig:
     n_estimators: int = _f(100, "Boosting rounds (trees).", min=1, max=100_000)
     max_depth: int = _f(6, "Maximum tree depth.", min=1, max=64)
     learning_rate: float = _f(0.1, "Shrinkage per round (eta).", gt=0.0, max=1.0)
-    early_stopping_rounds: Optional[int] = _f(None, "Stop when validation log loss has not improved for this "
-                                                    "many rounds (needs a validation split).", min=1)
+    early_stopping_rounds: Optional[int] = _f(20, "Stop when validation log loss has not improved for this "
+                                                  "many rounds and keep the trees up to the best round; null: "
+                                                  "always train n_estimators trees. Needs a validation split: "
+                                                  "the default is off when sampling.validation is 0.", min=1)
     params: Mapping[str, Any] = _fd(dict, "Further XGBoost parameters passed as they are, e.g. "
                                           "`{max_delta_step: 1, subsample: 0.8}`.")
     min_relative_gain: Optional[float] = _f(None, "Cost-aware early stopping: stop when the last gain_window trees "
@@ -146,16 +148,29 @@ class TrainingConfig:
     retry_backoff: float = _f(10.0, "Seconds before the first retry; doubles each time.", min=0.0)
     progress_every: int = _f(10, "Log a progress line (round, elapsed time, validation MXE) every this many "
                                  "rounds (0: never).", min=0)
-    search_space: Mapping[str, Any] = _fd(dict, "Hyperparameter search by k-fold cross-validation on train, e.g. "
-                                                "`{max_depth: [4, 6, 8], learning_rate: [0.05, 0.1]}` (random "
-                                                "search also takes `{min, max, log}` ranges); empty: no search. "
-                                                "The best candidate is refit on all of train.")
-    search_method: str = _f("grid", "`grid` (every combination) or `random` (search_candidates seeded draws).",
-                            choices=("grid", "random"))
-    search_candidates: int = _f(10, "Candidates drawn by random search.", min=1, max=10_000)
+    search_space: Mapping[str, Any] = _fd(lambda: dict(DEFAULT_SEARCH_SPACE),
+                                          "Hyperparameter search by k-fold cross-validation on (a capped sample "
+                                          "of) train: parameter -> list of values, or with random search also "
+                                          "`{min, max, log}` ranges. The default searches depth, learning rate, "
+                                          "min_child_weight, max_delta_step and L2 regularisation; `{}` turns the "
+                                          "search off. A space given here replaces the default whole. The best "
+                                          "candidate is refit on all of train.", merge=False)
+    search_method: str = _f("random", "`random` (search_candidates seeded draws from search_space) or `grid` "
+                                      "(every combination).", choices=("grid", "random"))
+    search_candidates: int = _f(6, "Candidates drawn by random search.", min=1, max=10_000)
     search_folds: int = _f(3, "Cross-validation folds (by a stable hash of row_id).", min=2, max=20)
-    search_seed: int = _f(0, "Seed of the folds and of random search.", min=0)
+    search_rows: int = _f(50_000, "The search runs on an exact random sample of this many train rows (0: all of "
+                                   "train). A sample that size is held by each Spark task, which trains one "
+                                   "(candidate, fold) with XGBoost on spark.task.cpus threads, all in parallel; "
+                                   "with 0 every (candidate, fold) is a distributed xgboost.spark fit.", min=0)
+    search_seed: int = _f(0, "Seed of the folds, of random search and of the sample.", min=0)
 
+
+# Searched by default: a few random draws over what matters most for rare-click data (Chapelle et al. 2014;
+# XGBoost's parameter notes suggest max_delta_step 1-10 for very unbalanced logistic regression).
+DEFAULT_SEARCH_SPACE = {"max_depth": [4, 6, 8], "learning_rate": [0.05, 0.1, 0.2],
+                        "min_child_weight": [1, 5, 20], "max_delta_step": [0, 1],
+                        "reg_lambda": [1, 10]}
 
 BASELINES = ("logistic_regression", "gbt", "gbdt_lr")
 

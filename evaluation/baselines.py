@@ -88,10 +88,12 @@ def capped_sample(df: DataFrame, limit: int, seed: int) -> tuple[DataFrame, int,
     return below.filter(cut).drop("_k"), limit, total
 
 
-def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], max_rows: int, source: str):
+def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], max_rows: int, source: str,
+                key: str = "evaluation.baseline_rows", what: str = "the logistic regression baseline is fit"):
     """The rows of :func:`capped_sample` on the driver, in one pass over ``df``: (CSR features,
     {column: numpy array}, rows, rows of df). The rows below the first key bound come with their keys and
-    the driver keeps the ``limit`` smallest. More than ``max_rows`` rows: UserError naming ``source``."""
+    the driver keeps the ``limit`` smallest. More than ``max_rows`` rows: UserError naming ``source`` and
+    ``key`` (where ``limit`` was set) and ``what`` is done with the rows."""
     import numpy as np
 
     from features.spark_io import collect_csr, vector_width
@@ -100,9 +102,8 @@ def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], 
     total = df.count()
     rows = total if limit == 0 else min(limit, total)
     if rows > max_rows:
-        raise UserError(f"{source}: the logistic regression baseline is fit in the driver's memory, from at most "
-                        f"{max_rows:,} rows; this run would use {rows:,}. Set evaluation.baseline_rows to at "
-                        f"most {max_rows} (0 means all of train)")
+        raise UserError(f"{source}: {what} in the driver's memory, from at most {max_rows:,} rows; this run "
+                        f"would use {rows:,}. Set {key} to at most {max_rows} (0 means all of train)")
     width = vector_width(df)
     if rows == total:
         x, cols = collect_csr(df, width, columns)

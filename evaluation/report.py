@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from typing import Any, Mapping, Optional
 
 LABELS = {"xgboost": "XGBoost (this run)", "logistic_regression": "LogisticRegression",
@@ -160,3 +161,18 @@ def markdown_summary(title: str, metrics: Mapping[str, Any], notes: Optional[lis
                 _md_table(["column", "total gain share"], [[str(r["source"]), f"{r['share']:.2%}"]
                                                           for r in by_col[:10]]), ""]
     return "\n".join(out)
+
+
+def model_notes(train: dict) -> list[str]:
+    """What the training stage searched and how many trees early stopping kept, for the report."""
+    from training.search import search_line
+
+    out = []
+    if train.get("search"):
+        s = train["search"]
+        out.append(f"Model selection: {search_line(s)} (space {json.dumps(s['space'])}; training.search_space).")
+    if train.get("early_stopping_rounds") and train.get("best_iteration") is not None:
+        out.append(f"Early stopping on the validation split (training.early_stopping_rounds "
+                   f"{train['early_stopping_rounds']}): the model keeps {train['best_iteration'] + 1} trees, up to "
+                   "its best validation MXE.")
+    return out

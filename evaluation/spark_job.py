@@ -22,7 +22,7 @@ from . import baselines, plots
 from . import local_metrics as lm
 from . import spark_metrics as sm
 from .core import IMPORTANCE_TYPES, importance_by_column, importance_table
-from .report import LABELS, html_report, markdown_summary, summary_lines
+from .report import LABELS, html_report, markdown_summary, model_notes, summary_lines
 
 log = logging.getLogger("ctr_pipeline.evaluation")
 
@@ -156,6 +156,7 @@ def run(ctx: StageContext) -> StageResult:
             notes.append(f"Baseline {LABELS.get(name, name)} was fit on an exact random sample of "
                          f"{setting['fit_rows']:,} of the {setting['train_rows']:,} train rows "
                          "(evaluation.baseline_rows), which bounds its cost; XGBoost used all of them.")
+    notes += model_notes(ctx.upstream_details("train"))
     if w is not None:
         notes.append(f"Train and validation kept negatives at {w:g} times the positives' rate: test predictions "
                      "are also shown recalibrated, p' = p / (p + (1 - p) / w).")

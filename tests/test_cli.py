@@ -64,7 +64,10 @@ def test_demo_data_then_run_end_to_end(demo_run):
     assert "test: AUC 0." in proc.stdout and "MXE (log loss) 0." in proc.stdout
     for stage in ("sample", "features", "train", "evaluate"):
         assert f"{stage}: started" in proc.stderr and f"{stage}: done in" in proc.stderr
-    assert re.search(r"^  train +[0-9.]+ +[0-9,]+  train 6,400$", proc.stdout, re.M), proc.stdout  # rows/s
+    assert re.search(r"^  train +[0-9.]+ +[0-9,]+  train 6,400, validation 800$", proc.stdout, re.M), \
+        proc.stdout                                                        # rows/s; validation for early stopping
+    assert re.search(r"^  search: 6 random candidates x 3 folds on an exact sample of 6,400 of 6,400 train rows "
+                     r"\(\d+s\); best \{.*\}: CV MXE 0\.\d+ \+- 0\.\d+$", proc.stdout, re.M), proc.stdout
     for noise in ("training-logloss", "XGBoost-PySpark", "SparkStringUtils", "All paths were ignored"):
         assert noise not in proc.stderr, noise
     manifest = json.loads((run / "manifest.json").read_text())

@@ -40,7 +40,8 @@ def test_criteo_dac_sample_as_csv(tmp_path, shared_data):
     proc = run_config(tmp_path, "example.yaml", f"input.path={shared_data}/deepctr_criteo_sample_200.csv.gz",
                       "input.format=csv", f"input.numeric=[{cols}]", f"input.categorical=[{cats}]",
                       "sampling.train=0.5", "sampling.validation=0", "sampling.test=0.5",
-                      "training.n_estimators=5", "evaluation.baselines=[]")
+                      "training.n_estimators=5", "evaluation.baselines=[]",
+                      "training.early_stopping_rounds=null")   # example.yaml sets it; it needs validation
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "evaluation" / "metrics.json").read_text())
     assert metrics["test"]["rows"] + json.loads((tmp_path / "run" / "manifest.json").read_text())[

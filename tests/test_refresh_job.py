@@ -132,7 +132,8 @@ def days(spark, tmp_path_factory):
     clickless.write_text("\n".join("0" + line[1:] for line in lines) + "\n")
     run = RunDir(base / "day1")
     cfg = build_config([parse_set_option(s) for s in ("training.n_estimators=20", "evaluation.baselines=[]",
-                                                      "evaluation.bootstrap=0")]
+                                                      "evaluation.bootstrap=0", "training.search_space={}",
+                                                      "training.early_stopping_rounds=null")]
                        + [flag_layer("--input", "input.path", str(paths[1]))])
     run_stages(STAGES, cfg, run, lambda: spark)
     return {"dir": base, "run": run, 2: paths[2], "corrupted": corrupted, "clickless": clickless}

@@ -18,7 +18,30 @@ def test_sparse_input_settings_and_config_values():
     p = params("training.max_depth=4", "training.params={max_delta_step: 1}")
     assert p["enable_sparse_data_optim"] is True and p["missing"] == 0.0
     assert p["max_depth"] == 4 and p["max_delta_step"] == 1 and p["tree_method"] == "hist"
-    assert "validation_indicator_col" not in p
+
+
+def test_early_stopping_is_on_by_default_and_off_without_a_validation_split():
+    from training.core import stopping_rounds
+
+    on = build_config([])
+    assert stopping_rounds(on) == 20 and params()["validation_indicator_col"] == VALIDATION_FLAG
+    off = build_config([parse_set_option("sampling.validation=0"), parse_set_option("sampling.train=0.9")])
+    assert stopping_rounds(off) is None and "validation_indicator_col" not in estimator_params(off)
+    assert "validation_indicator_col" not in params("training.early_stopping_rounds=null")
+
+
+def test_default_search_space_is_replaced_whole_or_turned_off():
+    from ctr_pipeline.config import Layer
+    from ctr_pipeline.schema import DEFAULT_SEARCH_SPACE
+
+    assert dict(build_config([]).training.search_space) == DEFAULT_SEARCH_SPACE
+    assert dict(build_config([parse_set_option("training.search_space={}")]).training.search_space) == {}
+    mine = build_config([Layer("recorded", {"training": {"search_space": {"max_depth": [2, 3]}}}),
+                         parse_set_option("training.search_space={learning_rate: [0.1, 0.2]}")])
+    assert dict(mine.training.search_space) == {"learning_rate": [0.1, 0.2]}      # not merged key by key
+    assert dict(build_config([parse_set_option("features.columns={I1: log1p}"),
+                              parse_set_option("features.columns={C3: hash}")]).features.columns) == \
+        {"I1": "log1p", "C3": "hash"}                                              # other mappings still merge
 
 
 def test_gpu_hist_is_hist_on_cuda():
@@ -189,14 +212,52 @@ from training.search import candidate_id, candidates, check_space, cv_table  # n
 def test_grid_and_seeded_random_candidates():
     space = {"max_depth": [3, 6], "learning_rate": [0.1, 0.3]}
     grid = candidates(space, "grid", 0, 0)
-    assert grid == [{"max_depth": 3, "learning_rate": 0.1}, {"max_depth": 3, "learning_rate": 0.3},
-                    {"max_depth": 6, "learning_rate": 0.1}, {"max_depth": 6, "learning_rate": 0.3}]
+    assert grid == [{"learning_rate": 0.1, "max_depth": 3}, {"learning_rate": 0.1, "max_depth": 6},
+                    {"learning_rate": 0.3, "max_depth": 3}, {"learning_rate": 0.3, "max_depth": 6}]
     ranged = {"max_depth": {"min": 2, "max": 10}, "learning_rate": {"min": 0.01, "max": 0.3, "log": True}}
     a, b = candidates(ranged, "random", 5, 7), candidates(ranged, "random", 5, 7)
     assert a == b and a != candidates(ranged, "random", 5, 8) and len(a) == 5
     assert all(isinstance(c["max_depth"], int) and 2 <= c["max_depth"] <= 10 for c in a)
     assert all(0.01 <= c["learning_rate"] <= 0.3 for c in a)
     assert candidate_id({"a": 1, "b": 2}) == candidate_id({"b": 2, "a": 1})
+
+
+def test_random_search_over_lists_draws_distinct_grid_points():
+    from ctr_pipeline.schema import DEFAULT_SEARCH_SPACE
+
+    drawn = candidates(DEFAULT_SEARCH_SPACE, "random", 6, 0)
+    assert drawn == candidates(dict(sorted(DEFAULT_SEARCH_SPACE.items(), reverse=True)), "random", 6, 0)
+    assert len({json.dumps(c, sort_keys=True) for c in drawn}) == 6
+    assert all(c[k] in DEFAULT_SEARCH_SPACE[k] for c in drawn for k in DEFAULT_SEARCH_SPACE)
+    assert drawn == candidates(DEFAULT_SEARCH_SPACE, "random", 6, 0) != candidates(DEFAULT_SEARCH_SPACE, "random", 6, 1)
+    small = {"max_depth": [1, 5]}
+    assert candidates(small, "random", 6, 0) == candidates(small, "grid", 0, 0)   # the whole grid, once each
+
+
+def test_fold_result_scores_the_held_fold_at_the_best_round():
+    """On rows with a signal in one column: MXE and AUC of the held fold match the booster's own
+    predictions at the kept round; early stopping keeps fewer trees than a high learning rate allows."""
+    import numpy as np
+    import xgboost as xgb
+    from scipy.sparse import csr_matrix
+
+    from training.search import fold_result
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    x = csr_matrix(rng.integers(0, 2, size=(n, 20)).astype(np.float32))
+    y = (rng.random(n) < np.where(x[:, 0].toarray().ravel() > 0, 0.4, 0.1)).astype(np.float32)
+    folds = rng.integers(0, 3, size=n)
+    params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": 6, "learning_rate": 0.9}
+    got = fold_result(x, y, None, folds, 1, params, 60, 5, 1)
+    held = folds == 1
+    assert got["rows"] == int(held.sum()) and 1 <= got["trees"] < 60
+    booster = xgb.train({**params, "nthread": 1}, xgb.DMatrix(x[~held], label=y[~held], missing=0.0), got["trees"])
+    p = np.clip(booster.predict(xgb.DMatrix(x[held], missing=0.0)), 1e-15, 1 - 1e-15)
+    mxe = float(-(y[held] * np.log(p) + (1 - y[held]) * np.log1p(-p)).mean())
+    assert got["mxe"] == pytest.approx(mxe, rel=1e-5)
+    full = fold_result(x, y, None, folds, 1, params, 60, None, 1)
+    assert full["trees"] == 60 and full["mxe"] > got["mxe"]                 # no stopping: overfit at eta 0.9
 
 
 @pytest.mark.parametrize("space, method, message", [

@@ -25,7 +25,8 @@ from .conftest import REPO, cli_env
 pytestmark = pytest.mark.spark
 
 BASE = ["features.categorical_encoding=hash", "features.hash_buckets=512", "evaluation.baselines=[]",
-        "evaluation.bootstrap=0", "training.checkpoint_every=5", "training.retry_backoff=0"]
+        "evaluation.bootstrap=0", "training.checkpoint_every=5", "training.retry_backoff=0",
+        "training.search_space={}", "training.early_stopping_rounds=null"]   # searched and stopped where asked
 
 
 def make_cfg(demo_tsv, *extra):
@@ -260,3 +261,60 @@ def test_stage_search_picks_the_best_candidate_and_refits(spark, prepared, tmp_p
     meta = json.loads((model / "metadata.json").read_text())
     assert meta["search"]["best"] == best and meta["cv_table"] == "cv_results.tsv"
     assert rec["details"]["params"]["max_depth"] == best["max_depth"]
+
+
+def test_sampled_search_runs_one_task_per_candidate_and_fold_and_resumes(spark, prepared, tmp_path):
+    """The default search: an exact sample of search_rows train rows, one Spark task per (candidate, fold),
+    early stopping in each fold; a rerun after losing one result trains only that one, to the same table."""
+    from training.core import estimator_params
+    from training.cv import run_sampled_search
+
+    run, cfg, _ = prepared
+    train = read_features(spark, str(run.path_of("features") / "train"))
+    c = make_cfg(cfg.input.path, "training.search_space={max_depth: [2, 4, 6], learning_rate: [0.3, 0.9]}",
+                 "training.search_candidates=3", "training.search_rows=1500", "training.n_estimators=40")
+    base = {k: v for k, v in estimator_params(c).items() if k != "validation_indicator_col"}
+    table, info = run_sampled_search(c.training, base, train, tmp_path / "cv", 5, "test")
+    assert (info["rows"], info["train_rows"], info["tasks_run"]) == (1500, train.count(), 9)
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "cv").glob("*.json"))]
+    assert len(records) == 9 and sum(r["rows"] for r in records) == 3 * 1500          # each fold held out once
+    assert all(1 <= r["trees"] <= 40 for r in records) and any(r["trees"] < 40 for r in records)
+    assert len(table) == 3 and table["mxe_mean"].is_monotonic_increasing and "trees_mean" in table
+    sorted((tmp_path / "cv").glob("*.json"))[4].unlink()
+    again, info2 = run_sampled_search(c.training, base, train, tmp_path / "cv", 5, "test")
+    assert info2["tasks_run"] == 1
+    np.testing.assert_allclose(again["mxe_mean"], table["mxe_mean"], rtol=0, atol=1e-12)
+    shuffled, _ = run_sampled_search(c.training, base, train.repartition(7), tmp_path / "cv2", 5, "test")
+    assert shuffled.equals(table)                          # the rows' partitioning and order do not matter
+
+
+def test_default_training_searches_a_sample_and_stops_early(spark, prepared, tmp_path):
+    """No search or stopping settings: the default space is searched on a sample, the winner refit on all
+    of train with early stopping on validation, and the summary says what was searched and what won."""
+    from ctr_pipeline.schema import DEFAULT_SEARCH_SPACE
+
+    run, _, _ = prepared
+    again = copy_upstream(run, tmp_path / "default")
+    cfg = build_config([parse_set_option(s) for s in (*BASE[:4], "training.search_rows=2000",
+                                                      "training.learning_rate=0.5")])
+    rec = run_stage("train", cfg, again, lambda: spark, force=False)
+    meta = json.loads((again.path_of("train") / "metadata.json").read_text())
+    search = meta["search"]
+    assert search["engine"] == "sampled" and search["rows"] == 2000 and search["candidates"] == 6
+    assert search["space"] == DEFAULT_SEARCH_SPACE and set(search["best"]) == set(DEFAULT_SEARCH_SPACE)
+    assert all(rec["details"]["params"][k] == v for k, v in search["best"].items())
+    assert meta["stopping"]["early_stopping_rounds"] == 20 and meta["best_iteration"] is not None
+    assert any(line.startswith("search: 6 random candidates x 3 folds on an exact sample of 2,000 of ")
+               for line in rec["summary"])
+
+
+def test_validation_as_dmatrix_swaps_xgboost_sparks_choice_only_while_fitting():
+    import xgboost.spark.core as xgb_spark
+
+    original = xgb_spark._can_use_qdm
+    assert original("hist", "cpu") is True
+    with tj.validation_as_dmatrix(True):
+        assert xgb_spark._can_use_qdm is tj.plain_dmatrix and not xgb_spark._can_use_qdm("hist", "cpu")
+    assert xgb_spark._can_use_qdm is original
+    with tj.validation_as_dmatrix(False):
+        assert xgb_spark._can_use_qdm is original

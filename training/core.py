@@ -28,10 +28,25 @@ def estimator_params(cfg: Config) -> dict[str, Any]:
     }
     # early_stopping_rounds is applied by the pipeline's callback (patience_stop) on the whole history, so a
     # resumed or retried training stops where an uninterrupted one would; XGBoost's own rule restarts.
-    if t.early_stopping_rounds is not None or t.min_relative_gain is not None:
+    if stopping_rounds(cfg) is not None or t.min_relative_gain is not None:
         params["validation_indicator_col"] = VALIDATION_FLAG
     params.update(t.params)
     return params
+
+
+def stopping_rounds(cfg: Config) -> Optional[int]:
+    """``training.early_stopping_rounds``, or None when there is no validation split to stop on (the default
+    is then off; a value set explicitly without one is refused by the config check)."""
+    return cfg.training.early_stopping_rounds if cfg.sampling.validation else None
+
+
+def booster_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Native ``xgboost.train`` parameters of estimator keyword arguments ``params`` (XGBClassifier's
+    own translation: objective, eta aliases); the Spark estimator's arguments are left out."""
+    import xgboost as xgb
+
+    sk = {k: v for k, v in params.items() if k not in SPARK_ESTIMATOR_ARGS}
+    return {k: v for k, v in xgb.XGBClassifier(**sk).get_xgb_params().items() if v is not None}
 
 
 # SparkXGBClassifier's own arguments, not booster parameters (xgboost.spark documentation).
@@ -54,9 +69,7 @@ def booster_problem(params: dict[str, Any]) -> Optional[str]:
     import numpy as np
     import xgboost as xgb
 
-    sk = {k: v for k, v in params.items() if k not in SPARK_ESTIMATOR_ARGS}
-    sk["device"] = "cpu"                      # cuda is checked on its own (cuda_problem)
-    booster = {k: v for k, v in xgb.XGBClassifier(**sk).get_xgb_params().items() if v is not None}
+    booster = booster_params({**params, "device": "cpu"})   # cuda is checked on its own (cuda_problem)
     data = xgb.DMatrix(np.array([[0.0], [1.0]]), label=np.array([0.0, 1.0]))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,4 +1,9 @@
-"""Spark adapter of the k-fold cross-validated search on the train split.
+"""Spark adapters of the k-fold cross-validated search on the train split.
+
+:func:`run_sampled_search` (the default, ``training.search_rows`` > 0): an exact random sample of train is
+collected once and broadcast; every (candidate, fold) is one Spark task training native XGBoost on it, all
+in parallel. :func:`run_search` (``search_rows: 0``): every (candidate, fold) is a distributed
+xgboost.spark fit on all of train, one after another.
 
 Folds come from a stable hash of ``row_id`` (the sampler's SplitMix64 key with the search seed), so they
 are reproducible and disjoint. Each finished (candidate, fold) is written as one JSON file under
@@ -11,8 +16,9 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
+import numpy as np
 import pandas as pd
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
@@ -23,7 +29,8 @@ from ctr_pipeline.storage import Location
 from evaluation import spark_metrics as sm
 from sampling.spark_srs import key_column
 
-from .search import candidate_id, candidates, cv_table
+from .core import booster_params
+from .search import candidate_id, candidates, cv_table, fold_result
 
 log = logging.getLogger("ctr_pipeline.training")
 FOLD = "_fold"
@@ -33,10 +40,11 @@ def with_folds(df: DataFrame, folds: int, seed: int) -> DataFrame:
     return df.withColumn(FOLD, F.pmod(key_column(seed, F.col("row_id")), F.lit(folds)))
 
 
-def search_hash(t: TrainingConfig, base: dict[str, Any], features_token: str) -> str:
+def search_hash(t: TrainingConfig, base: dict[str, Any], features_token: str, stopping: Optional[int] = None) -> str:
     """Identity of a search: its settings, the fixed parameters and the features it ran on."""
     doc = {"space": t.search_space, "method": t.search_method, "candidates": t.search_candidates,
            "folds": t.search_folds, "seed": t.search_seed, "features": features_token,
+           "rows": t.search_rows, "stopping": stopping,
            "base": {k: v for k, v in base.items() if k not in ("callbacks", "xgb_model")}}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -81,3 +89,77 @@ def run_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame, folder
     finally:
         data.unpersist()
     return cv_table(results)
+
+
+SEARCH_DRIVER_ROWS = 4_000_000   # the sample is held by the driver and by every task (about 0.5 KB a row here)
+
+
+def _done(folder: Location, cid: str, fold: int) -> Optional[dict]:
+    path = folder / f"{cid}-fold{fold}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame,
+                       folder: "Location | str | os.PathLike", stopping: Optional[int], source: str
+                       ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Cross-validate every candidate on an exact sample of ``t.search_rows`` train rows, one Spark task per
+    (candidate, fold) not already recorded in ``folder``; return the CV table (best first) and what was
+    searched on (rows, rows of train, tasks run, seconds)."""
+    from evaluation.baselines import capped_rows
+
+    folder = Location.of(folder)
+    folder.mkdir()
+    spark = train.sparkSession
+    cands = candidates(t.search_space, t.search_method, t.search_candidates, t.search_seed)
+    weighted = "weight" in train.columns
+    columns = ("row_id", "label", FOLD, "weight") if weighted else ("row_id", "label", FOLD)
+    x, cols, rows, total = capped_rows(with_folds(train, t.search_folds, t.search_seed), t.search_rows,
+                                       t.search_seed + 1, columns, SEARCH_DRIVER_ROWS, source,
+                                       key="training.search_rows", what="the search's sample is held")
+    order = np.argsort(cols["row_id"], kind="stable")   # the rows' order, and so XGBoost's sketch, fixed by row_id
+    x, cols = x[order], {c: v[order] for c, v in cols.items()}
+    results: dict[tuple[str, int], dict] = {}
+    todo = []
+    for cand in cands:
+        cid = candidate_id(cand)
+        for fold in range(t.search_folds):
+            record = _done(folder, cid, fold)
+            if record is not None:
+                results[cid, fold] = record
+            else:
+                todo.append((cid, fold, cand))
+    if results:
+        log.info("train: search: %d of %d (candidate, fold) results already in %s", len(results),
+                 len(results) + len(todo), folder)
+    started = time.monotonic()
+    if todo:
+        nthread = int(spark.conf.get("spark.task.cpus", "1"))
+        log.info("train: search: %d candidates x %d folds on an exact sample of %s of the %s train rows: %d "
+                 "Spark tasks, each training XGBoost on %d thread(s)", len(cands), t.search_folds, f"{rows:,}",
+                 f"{total:,}", len(todo), nthread)
+        shared = spark.sparkContext.broadcast((x, cols["label"].astype(np.float32),
+                                               cols["weight"].astype(np.float32) if weighted else None,
+                                               cols[FOLD].astype(np.int64)))
+
+        def one(task):
+            cid, fold, cand = task
+            xs, y, w, folds = shared.value
+            params = booster_params({**base, **cand})
+            rounds = int(cand.get("n_estimators", base["n_estimators"]))
+            return cid, fold, cand, fold_result(xs, y, w, folds, fold, params, rounds, stopping, nthread)
+
+        try:
+            finished = spark.sparkContext.parallelize(todo, len(todo)).map(one).collect()
+        finally:
+            shared.destroy()
+        for cid, fold, cand, got in finished:
+            record = {"candidate": cid, "fold": fold, "params": cand, **got}
+            (folder / f"{cid}-fold{fold}.json").write_text(json.dumps(record))
+            results[cid, fold] = record
+    ordered = [results[candidate_id(c), f] for c in cands for f in range(t.search_folds)]
+    for i, c in enumerate(cands):
+        got = [results[candidate_id(c), f] for f in range(t.search_folds)]
+        log.info("train: search candidate %d %s: MXE %s, trees %s", i + 1, json.dumps(c),
+                 " ".join(f"{r['mxe']:.5f}" for r in got), " ".join(str(r.get("trees", "-")) for r in got))
+    info = {"rows": rows, "train_rows": total, "tasks_run": len(todo), "seconds": round(time.monotonic() - started, 1)}
+    return cv_table(ordered), info

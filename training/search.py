@@ -11,8 +11,10 @@ import itertools
 import json
 import math
 import random
-from typing import Any, Mapping
+import time
+from typing import Any, Mapping, Optional
 
+import numpy as np
 import pandas as pd
 
 from ctr_pipeline.errors import ConfigError
@@ -44,11 +46,21 @@ def check_space(space: Mapping[str, Any], method: str, where: str) -> None:
 
 
 def candidates(space: Mapping[str, Any], method: str, count: int, seed: int) -> list[dict[str, Any]]:
-    """The grid in declaration order, or ``count`` seeded random draws (the same seed, the same list)."""
-    names = list(space)
+    """The grid (parameters in name order, values in the order given), or ``count`` seeded random draws:
+    the same space and seed give the same list, however the space's keys are ordered (a run's recorded
+    config comes back from JSON with sorted keys).
+
+    A space of lists only is drawn from without repeats: ``count`` distinct grid points, or the whole grid
+    when it has no more than ``count``."""
+    names = sorted(space)
+    lists_only = all(isinstance(space[n], list) for n in names)
+    points = [dict(zip(names, combo)) for combo in itertools.product(*(space[n] for n in names))] if lists_only \
+        else []
     if method == "grid":
-        return [dict(zip(names, combo)) for combo in itertools.product(*(space[n] for n in names))]
+        return points
     rng = random.Random(seed)
+    if lists_only:
+        return points if len(points) <= count else [points[i] for i in rng.sample(range(len(points)), count)]
     out = []
     for _ in range(count):
         c = {}
@@ -70,6 +82,30 @@ def candidate_id(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(dict(sorted(params.items())), sort_keys=True).encode()).hexdigest()[:12]
 
 
+def fold_result(x, y: np.ndarray, w: Optional[np.ndarray], folds: np.ndarray, fold: int, params: Mapping[str, Any],
+                rounds: int, stopping: Optional[int], nthread: int) -> dict[str, Any]:
+    """Train XGBoost (native ``params``, ``rounds`` trees at most) on the rows of CSR ``x`` outside ``fold``
+    and score the rows in it: MXE and AUC at the best round when ``stopping`` (early stopping on the held
+    fold itself: a little optimistic, alike for every candidate), else at the last; the trees kept and the seconds taken."""
+    import xgboost as xgb
+
+    started = time.monotonic()
+    held = folds == fold
+
+    def matrix(rows: np.ndarray):
+        return xgb.DMatrix(x[rows], label=y[rows], weight=None if w is None else w[rows], missing=0.0,
+                           nthread=nthread)
+
+    dtrain, dheld = matrix(~held), matrix(held)
+    curves: dict = {}
+    booster = xgb.train({**params, "nthread": nthread, "eval_metric": ["auc", "logloss"]}, dtrain, rounds,
+                        evals=[(dheld, "held")], early_stopping_rounds=stopping, evals_result=curves,
+                        verbose_eval=False)
+    best = booster.best_iteration if stopping else len(curves["held"]["logloss"]) - 1
+    return {"mxe": float(curves["held"]["logloss"][best]), "auc": float(curves["held"]["auc"][best]),
+            "rows": int(held.sum()), "trees": best + 1, "seconds": round(time.monotonic() - started, 3)}
+
+
 def cv_table(results: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows (candidate, fold, mxe, auc, params) to one row per candidate: mean and std of MXE and AUC,
     best (lowest mean MXE) first."""
@@ -81,4 +117,15 @@ def cv_table(results: list[dict[str, Any]]) -> pd.DataFrame:
         "folds": grouped["fold"].count().to_numpy(),
         "mxe_mean": grouped["mxe"].mean().to_numpy(), "mxe_std": grouped["mxe"].std(ddof=1).to_numpy(),
         "auc_mean": grouped["auc"].mean().to_numpy(), "auc_std": grouped["auc"].std(ddof=1).to_numpy()})
+    if "trees" in frame:   # the sampled search stops each fold early: the trees it kept, on average
+        table["trees_mean"] = grouped["trees"].mean().to_numpy()
     return table.sort_values(["mxe_mean", "candidate"], kind="mergesort").reset_index(drop=True)
+
+
+def search_line(search: dict) -> str:
+    """The run summary's line about the search: what was searched on, and what won."""
+    on = (f"an exact sample of {search['rows']:,} of {search['train_rows']:,} train rows"
+          if search["engine"] == "sampled" else "all of train")
+    return (f"search: {search['candidates']} {search['method']} candidates x {search['folds']} folds on {on} "
+            f"({search['seconds']:.0f}s); best {json.dumps(search['best'])}: CV MXE {search['best_cv_mxe']:.5f} "
+            f"+- {search['best_cv_mxe_std']:.5f}")
