@@ -157,7 +157,8 @@ class TrainingConfig:
                                           "candidate is refit on all of train.", merge=False)
     search_method: str = _f("random", "`random` (search_candidates seeded draws from search_space) or `grid` "
                                       "(every combination).", choices=("grid", "random"))
-    search_candidates: int = _f(6, "Candidates drawn by random search.", min=1, max=10_000)
+    search_candidates: int = _f(5, "Candidates drawn by random search; the configured values are always one more "
+                                   "(the first).", min=1, max=10_000)
     search_folds: int = _f(3, "Cross-validation folds (by a stable hash of row_id).", min=2, max=20)
     search_rows: int = _f(50_000, "The search runs on an exact random sample of this many train rows (0: all of "
                                    "train). A sample that size is held by each Spark task, which trains one "

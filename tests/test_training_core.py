@@ -234,6 +234,18 @@ def test_random_search_over_lists_draws_distinct_grid_points():
     assert candidates(small, "random", 6, 0) == candidates(small, "grid", 0, 0)   # the whole grid, once each
 
 
+def test_the_configured_values_are_always_the_first_candidate():
+    from training.search import with_incumbent
+
+    space = {"max_depth": [4, 6], "reg_lambda": [1, 10], "max_delta_step": [0, 1]}
+    base = {"max_depth": 6, "learning_rate": 0.1, "lambda": 5}                 # lambda: training.params' alias
+    drawn = [{"max_depth": 4, "reg_lambda": 10, "max_delta_step": 1}]
+    assert with_incumbent(drawn, space, base) == [{"max_delta_step": 0.0, "max_depth": 6, "reg_lambda": 5}, *drawn]
+    same = [{"max_depth": 6, "reg_lambda": 5, "max_delta_step": 0}, *drawn]
+    assert with_incumbent(same, space, base) == [{"max_delta_step": 0.0, "max_depth": 6, "reg_lambda": 5}, *drawn]
+    assert with_incumbent(drawn, {"max_depth": [4]}, {}) == drawn               # unknown configured value: none
+
+
 def test_fold_result_scores_the_held_fold_at_the_best_round():
     """On rows with a signal in one column: MXE and AUC of the held fold match the booster's own
     predictions at the kept round; early stopping keeps fewer trees than a high learning rate allows."""

@@ -256,7 +256,7 @@ def test_stage_search_picks_the_best_candidate_and_refits(spark, prepared, tmp_p
     import pandas as pd
 
     table = pd.read_csv(model / "cv_results.tsv", sep="\t")
-    assert len(table) == 2 and (table["folds"] == 2).all()
+    assert len(table) == 3 and (table["folds"] == 2).all()            # max_depth 1, 5 and the configured 6
     best = json.loads(table.loc[0, "params"])
     meta = json.loads((model / "metadata.json").read_text())
     assert meta["search"]["best"] == best and meta["cv_table"] == "cv_results.tsv"
@@ -275,11 +275,12 @@ def test_sampled_search_runs_one_task_per_candidate_and_fold_and_resumes(spark, 
                  "training.search_candidates=3", "training.search_rows=1500", "training.n_estimators=40")
     base = {k: v for k, v in estimator_params(c).items() if k != "validation_indicator_col"}
     table, info = run_sampled_search(c.training, base, train, tmp_path / "cv", 5, "test")
-    assert (info["rows"], info["train_rows"], info["tasks_run"]) == (1500, train.count(), 9)
+    assert (info["rows"], info["train_rows"], info["tasks_run"]) == (1500, train.count(), 12)  # 3 + configured
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "cv").glob("*.json"))]
-    assert len(records) == 9 and sum(r["rows"] for r in records) == 3 * 1500          # each fold held out once
+    assert len(records) == 12 and sum(r["rows"] for r in records) == 4 * 1500         # each fold held out once
     assert all(1 <= r["trees"] <= 40 for r in records) and any(r["trees"] < 40 for r in records)
-    assert len(table) == 3 and table["mxe_mean"].is_monotonic_increasing and "trees_mean" in table
+    assert {"learning_rate": 0.1, "max_depth": 6} in [json.loads(p) for p in table["params"]]
+    assert len(table) == 4 and table["mxe_mean"].is_monotonic_increasing and "trees_mean" in table
     sorted((tmp_path / "cv").glob("*.json"))[4].unlink()
     again, info2 = run_sampled_search(c.training, base, train, tmp_path / "cv", 5, "test")
     assert info2["tasks_run"] == 1

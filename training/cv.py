@@ -30,7 +30,7 @@ from evaluation import spark_metrics as sm
 from sampling.spark_srs import key_column
 
 from .core import booster_params
-from .search import candidate_id, candidates, cv_table, fold_result
+from .search import candidate_id, cv_table, fold_result, search_candidates
 
 log = logging.getLogger("ctr_pipeline.training")
 FOLD = "_fold"
@@ -66,7 +66,7 @@ def run_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame, folder
     model; ``folder`` keeps one JSON file per finished (candidate, fold)."""
     folder = Location.of(folder)
     folder.mkdir()
-    cands = candidates(t.search_space, t.search_method, t.search_candidates, t.search_seed)
+    cands = search_candidates(t, base)
     data = with_folds(train, t.search_folds, t.search_seed).cache()
     results, started = [], time.monotonic()
     total = len(cands) * t.search_folds
@@ -110,7 +110,7 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
     folder = Location.of(folder)
     folder.mkdir()
     spark = train.sparkSession
-    cands = candidates(t.search_space, t.search_method, t.search_candidates, t.search_seed)
+    cands = search_candidates(t, base)
     weighted = "weight" in train.columns
     columns = ("row_id", "label", FOLD, "weight") if weighted else ("row_id", "label", FOLD)
     x, cols, rows, total = capped_rows(with_folds(train, t.search_folds, t.search_seed), t.search_rows,

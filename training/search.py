@@ -78,6 +78,30 @@ def candidates(space: Mapping[str, Any], method: str, count: int, seed: int) -> 
     return out
 
 
+# XGBoost's own defaults of the searchable parameters the training section does not name
+# (https://xgboost.readthedocs.io/en/stable/parameter.html).
+XGBOOST_DEFAULTS = {"min_child_weight": 1.0, "subsample": 1.0, "colsample_bytree": 1.0, "max_delta_step": 0.0,
+                    "reg_lambda": 1.0, "reg_alpha": 0.0, "gamma": 0.0}
+ALIASES = {"reg_lambda": "lambda", "reg_alpha": "alpha", "gamma": "min_split_loss"}   # as training.params may say
+
+
+def with_incumbent(cands: list[dict[str, Any]], space: Mapping[str, Any], base: Mapping[str, Any]
+                   ) -> list[dict[str, Any]]:
+    """``cands`` with the configured values of the searched parameters first (from ``base``, the
+    estimator parameters, else XGBoost's defaults): the search replaces the configuration only when a
+    candidate does better in cross-validation. Not added twice when a candidate already equals it."""
+    incumbent = {n: base.get(n, base.get(ALIASES.get(n, n), XGBOOST_DEFAULTS.get(n))) for n in sorted(space)}
+    if any(v is None for v in incumbent.values()):
+        return cands
+    return [incumbent] + [c for c in cands if c != incumbent]     # 1 == 1.0: an equal draw is not run twice
+
+
+def search_candidates(t, base: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The candidates of training section ``t``'s search, the configured values first."""
+    return with_incumbent(candidates(t.search_space, t.search_method, t.search_candidates, t.search_seed),
+                          t.search_space, base)
+
+
 def candidate_id(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(dict(sorted(params.items())), sort_keys=True).encode()).hexdigest()[:12]
 

@@ -28,7 +28,7 @@ from .checkpoints import CheckpointStore
 from .cv import run_sampled_search, run_search, search_hash
 from .core import (VALIDATION_FLAG, backoff_seconds, best_round, booster_problem, cuda_problem,
                    estimator_params, merged_history, stopping_rounds, workers_for)
-from .search import candidates, search_line
+from .search import search_candidates, search_line
 
 log = logging.getLogger("ctr_pipeline.training")
 
@@ -57,7 +57,7 @@ def check_environment(ctx: StageContext, params: dict) -> None:
     problem = booster_problem(params)
     if problem:
         raise ConfigError(f"{ctx.cfg.source_of('training.params')}: training.params: {problem}")
-    space = candidates(t.search_space, t.search_method, t.search_candidates, t.search_seed) if t.search_space else []
+    space = search_candidates(t, params) if t.search_space else []
     for candidate in space:
         problem = booster_problem({**params, **candidate})
         if problem:
