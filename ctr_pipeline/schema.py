@@ -133,6 +133,9 @@ class TrainingConfig:
                                                   "many rounds and keep the trees up to the best round; null: "
                                                   "always train n_estimators trees. Needs a validation split: "
                                                   "the default is off when sampling.validation is 0.", min=1)
+    stopping_rows: int = _f(20_000, "Early stopping evaluates an exact random sample of this many validation rows "
+                                    "each round (0: all of them). Each round's evaluation costs about as much as "
+                                    "a fifth of a round's training per 20,000 rows.", min=0)
     params: Mapping[str, Any] = _fd(dict, "Further XGBoost parameters passed as they are, e.g. "
                                           "`{max_delta_step: 1, subsample: 0.8}`.")
     min_relative_gain: Optional[float] = _f(None, "Cost-aware early stopping: stop when the last gain_window trees "
@@ -148,13 +151,13 @@ class TrainingConfig:
     retry_backoff: float = _f(10.0, "Seconds before the first retry; doubles each time.", min=0.0)
     progress_every: int = _f(10, "Log a progress line (round, elapsed time, validation MXE) every this many "
                                  "rounds (0: never).", min=0)
-    search_space: Mapping[str, Any] = _fd(lambda: dict(DEFAULT_SEARCH_SPACE),
-                                          "Hyperparameter search by k-fold cross-validation on (a capped sample "
-                                          "of) train: parameter -> list of values, or with random search also "
-                                          "`{min, max, log}` ranges. The default searches depth, learning rate, "
-                                          "min_child_weight, max_delta_step and L2 regularisation; `{}` turns the "
-                                          "search off. A space given here replaces the default whole. The best "
-                                          "candidate is refit on all of train.", merge=False)
+    search_space: Mapping[str, Any] = _fd(dict, "Hyperparameter search by k-fold cross-validation on (a capped "
+                                                "sample of) train: parameter -> list of values, or with random "
+                                                "search also `{min, max, log}` ranges; `{}` (default): no search. "
+                                                "configs/example.yaml shows a recommended small space (depth, "
+                                                "learning rate, min_child_weight, max_delta_step, L2). A space "
+                                                "given in a later layer replaces an earlier one whole. The best "
+                                                "candidate is refit on all of train.", merge=False)
     search_method: str = _f("random", "`random` (search_candidates seeded draws from search_space) or `grid` "
                                       "(every combination).", choices=("grid", "random"))
     search_candidates: int = _f(5, "Candidates drawn by random search; the configured values are always one more "
@@ -166,12 +169,6 @@ class TrainingConfig:
                                    "with 0 every (candidate, fold) is a distributed xgboost.spark fit.", min=0)
     search_seed: int = _f(0, "Seed of the folds, of random search and of the sample.", min=0)
 
-
-# Searched by default: a few random draws over what matters most for rare-click data (Chapelle et al. 2014;
-# XGBoost's parameter notes suggest max_delta_step 1-10 for very unbalanced logistic regression).
-DEFAULT_SEARCH_SPACE = {"max_depth": [4, 6, 8], "learning_rate": [0.05, 0.1, 0.2],
-                        "min_child_weight": [1, 5, 20], "max_delta_step": [0, 1],
-                        "reg_lambda": [1, 10]}
 
 BASELINES = ("logistic_regression", "gbt", "gbdt_lr")
 

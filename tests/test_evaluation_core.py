@@ -190,7 +190,7 @@ def test_report_notes_say_what_was_searched_what_won_and_the_trees_kept():
               "folds": 3, "seconds": 21.4, "best": {"max_depth": 4, "min_child_weight": 20},
               "best_cv_mxe": 0.15123, "best_cv_mxe_std": 0.00211, "space": {"max_depth": [4, 6, 8]}}
     notes = model_notes({"search": search, "early_stopping_rounds": 20, "best_iteration": 63})
-    assert notes[0] == ('Model selection: search: 6 random candidates x 3 folds on an exact sample of 50,000 of '
+    assert notes[0] == ('Model selection: search: 6 candidates (random) x 3 folds on an exact sample of 50,000 of '
                         '800,000 train rows (21s); best {"max_depth": 4, "min_child_weight": 20}: CV MXE 0.15123 '
                         '+- 0.00211 (space {"max_depth": [4, 6, 8]}; training.search_space).')
     assert "keeps 64 trees" in notes[1] and "early_stopping_rounds 20" in notes[1]

@@ -30,12 +30,13 @@ def test_early_stopping_is_on_by_default_and_off_without_a_validation_split():
     assert "validation_indicator_col" not in params("training.early_stopping_rounds=null")
 
 
-def test_default_search_space_is_replaced_whole_or_turned_off():
+def test_search_space_is_off_by_default_and_replaced_whole():
     from ctr_pipeline.config import Layer
-    from ctr_pipeline.schema import DEFAULT_SEARCH_SPACE
+    from training.search import RECOMMENDED_SPACE
 
-    assert dict(build_config([]).training.search_space) == DEFAULT_SEARCH_SPACE
-    assert dict(build_config([parse_set_option("training.search_space={}")]).training.search_space) == {}
+    assert dict(build_config([]).training.search_space) == {}
+    recommended = build_config([Layer("c.yaml", {"training": {"search_space": RECOMMENDED_SPACE}})])
+    assert dict(recommended.training.search_space) == RECOMMENDED_SPACE
     mine = build_config([Layer("recorded", {"training": {"search_space": {"max_depth": [2, 3]}}}),
                          parse_set_option("training.search_space={learning_rate: [0.1, 0.2]}")])
     assert dict(mine.training.search_space) == {"learning_rate": [0.1, 0.2]}      # not merged key by key
@@ -223,7 +224,7 @@ def test_grid_and_seeded_random_candidates():
 
 
 def test_random_search_over_lists_draws_distinct_grid_points():
-    from ctr_pipeline.schema import DEFAULT_SEARCH_SPACE
+    from training.search import RECOMMENDED_SPACE as DEFAULT_SEARCH_SPACE
 
     drawn = candidates(DEFAULT_SEARCH_SPACE, "random", 6, 0)
     assert drawn == candidates(dict(sorted(DEFAULT_SEARCH_SPACE.items(), reverse=True)), "random", 6, 0)

@@ -289,23 +289,27 @@ def test_sampled_search_runs_one_task_per_candidate_and_fold_and_resumes(spark, 
     assert shuffled.equals(table)                          # the rows' partitioning and order do not matter
 
 
-def test_default_training_searches_a_sample_and_stops_early(spark, prepared, tmp_path):
-    """No search or stopping settings: the default space is searched on a sample, the winner refit on all
-    of train with early stopping on validation, and the summary says what was searched and what won."""
-    from ctr_pipeline.schema import DEFAULT_SEARCH_SPACE
+def test_recommended_search_on_a_sample_then_early_stopping_on_a_validation_sample(spark, prepared, tmp_path):
+    """The recommended space searched on a sample, the winner refit on all of train with early stopping (a
+    default) on an exact sample of validation; the summary says what was searched and what won."""
+    from ctr_pipeline.config import Layer
+    from training.search import RECOMMENDED_SPACE
 
     run, _, _ = prepared
     again = copy_upstream(run, tmp_path / "default")
     cfg = build_config([parse_set_option(s) for s in (*BASE[:4], "training.search_rows=2000",
-                                                      "training.learning_rate=0.5")])
+                                                      "training.learning_rate=0.5", "training.stopping_rows=300")]
+                       + [Layer("c.yaml", {"training": {"search_space": RECOMMENDED_SPACE}})])
     rec = run_stage("train", cfg, again, lambda: spark, force=False)
     meta = json.loads((again.path_of("train") / "metadata.json").read_text())
     search = meta["search"]
     assert search["engine"] == "sampled" and search["rows"] == 2000 and search["candidates"] == 6
-    assert search["space"] == DEFAULT_SEARCH_SPACE and set(search["best"]) == set(DEFAULT_SEARCH_SPACE)
+    assert search["space"] == RECOMMENDED_SPACE and set(search["best"]) == set(RECOMMENDED_SPACE)
     assert all(rec["details"]["params"][k] == v for k, v in search["best"].items())
-    assert meta["stopping"]["early_stopping_rounds"] == 20 and meta["best_iteration"] is not None
-    assert any(line.startswith("search: 6 random candidates x 3 folds on an exact sample of 2,000 of ")
+    assert meta["stopping"] == {"early_stopping_rounds": 20, "validation_rows": 300, "min_relative_gain": None,
+                                "gain_window": 20} and meta["best_iteration"] is not None
+    assert meta["data"]["rows"]["validation"] == rec["rows"]["validation"] > 300     # all read, 300 evaluated
+    assert any(line.startswith("search: 6 candidates (random) x 3 folds on an exact sample of 2,000 of ")
                for line in rec["summary"])
 
 

@@ -19,6 +19,11 @@ import pandas as pd
 
 from ctr_pipeline.errors import ConfigError
 
+# A small space worth searching on rare-click data (configs/example.yaml, README): depth, step, leaf size,
+# max_delta_step (XGBoost's parameter notes suggest 1-10 for very unbalanced logistic regression) and L2.
+RECOMMENDED_SPACE = {"max_depth": [4, 6, 8], "learning_rate": [0.05, 0.1, 0.2], "min_child_weight": [1, 5, 20],
+                     "max_delta_step": [0, 1], "reg_lambda": [1, 10]}
+
 SEARCHABLE = {"max_depth": int, "learning_rate": float, "min_child_weight": float, "subsample": float,
               "colsample_bytree": float, "max_delta_step": float, "reg_lambda": float, "reg_alpha": float,
               "gamma": float, "n_estimators": int}
@@ -150,6 +155,6 @@ def search_line(search: dict) -> str:
     """The run summary's line about the search: what was searched on, and what won."""
     on = (f"an exact sample of {search['rows']:,} of {search['train_rows']:,} train rows"
           if search["engine"] == "sampled" else "all of train")
-    return (f"search: {search['candidates']} {search['method']} candidates x {search['folds']} folds on {on} "
+    return (f"search: {search['candidates']} candidates ({search['method']}) x {search['folds']} folds on {on} "
             f"({search['seconds']:.0f}s); best {json.dumps(search['best'])}: CV MXE {search['best_cv_mxe']:.5f} "
             f"+- {search['best_cv_mxe_std']:.5f}")

@@ -21,6 +21,7 @@ from ctr_pipeline.failures import failure_reason
 from ctr_pipeline.spark import task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
+from evaluation.baselines import capped_sample
 from features.spark_io import read_features
 
 from .callbacks import PipelineCallback
@@ -207,9 +208,13 @@ def run(ctx: StageContext) -> StageResult:
         params["weight_col"] = "weight"
     rows = {"train": data.count()}
     train_only = data
+    stopping_on = None
     if "validation_indicator_col" in params:
         valid = read_features(ctx.spark, str(feats / "validation"))
-        rows["validation"] = valid.count()
+        valid, stopping_on, rows["validation"] = capped_sample(valid, t.stopping_rows, t.search_seed + 2)
+        if stopping_on < rows["validation"]:
+            log.info("train: early stopping evaluates an exact sample of %s of the %s validation rows each round "
+                     "(training.stopping_rows)", f"{stopping_on:,}", f"{rows['validation']:,}")
         data = (data.withColumn(VALIDATION_FLAG, F.lit(False))
                 .unionByName(valid.withColumn(VALIDATION_FLAG, F.lit(True))))
     search = None
@@ -235,7 +240,7 @@ def run(ctx: StageContext) -> StageResult:
     shown = {k: v for k, v in params.items() if k not in ("features_col", "label_col", "callbacks", "xgb_model")}
     metadata = {"params": shown, "trees": trees, "best_iteration": best, "stopped_early": stopping and trees <
                 params["n_estimators"], "history": "history.json",
-                "stopping": {"early_stopping_rounds": patience,
+                "stopping": {"early_stopping_rounds": patience, "validation_rows": stopping_on,
                              "min_relative_gain": t.min_relative_gain, "gain_window": t.gain_window},
                 "feature_map_sha256": _sha256(feats / "feature_map.tsv"),
                 "features_spec_hash": ctx.upstream_details("features").get("spec_hash"),
