@@ -209,7 +209,7 @@ def test_zeppelin_notes_run_against_finished_runs(spark, runs, monkeypatch):
 
     model = results["model"]
     [cv] = tables(model, "Cross-validation")
-    assert len(cv) == 3                                                     # the two candidates searched
+    assert len(cv) == 4                    # header, the two candidates searched and the configured max_depth
     [trees] = tables(model, "Trees kept vs validation MXE")
     assert float(trees[-1][0]) == 12                                        # every tree kept, last
 

@@ -255,7 +255,8 @@ def test_gbdt_leaves_with_logistic_regression_is_reported_beside_the_others(spar
     hybrid = metrics["baselines"]["gbdt_lr"]["test"]
     assert hybrid["rows"] == metrics["test"]["rows"] and 0.5 < hybrid["auc"] < 1 and hybrid["mxe"] > 0
     settings = metrics["baseline_settings"]["gbdt_lr"]
-    assert settings["trees"] == records["train"]["details"]["trees"] and settings["fit_rows"] == records["sample"]["rows"]["validation"]
+    trees = json.loads((copy / "model" / "metadata.json").read_text())["trees"]   # the model evaluated
+    assert settings["trees"] == trees and settings["fit_rows"] == records["sample"]["rows"]["validation"]
     assert settings["regParam"] in (1e-4, 1e-3, 1e-2, 1e-1, 1.0) and len(settings["grid"]) == 5
     assert "bootstrap" in metrics["comparison"]["test"]["gbdt_lr"]
     report = (copy / "evaluation" / "report.md").read_text()
