@@ -134,8 +134,9 @@ class TrainingConfig:
                                                   "always train n_estimators trees. Needs a validation split: "
                                                   "the default is off when sampling.validation is 0.", min=1)
     stopping_rows: int = _f(20_000, "Early stopping evaluates an exact random sample of this many validation rows "
-                                    "each round (0: all of them). Each round's evaluation costs about as much as "
-                                    "a fifth of a round's training per 20,000 rows.", min=0)
+                                    "each round (0: all of them). Measured on 1M demo rows: evaluating 20,000 rows "
+                                    "added 20% to the training time on 800,000 rows, all 100,000 added 110%.",
+                            min=0)
     params: Mapping[str, Any] = _fd(dict, "Further XGBoost parameters passed as they are, e.g. "
                                           "`{max_delta_step: 1, subsample: 0.8}`.")
     min_relative_gain: Optional[float] = _f(None, "Cost-aware early stopping: stop when the last gain_window trees "
