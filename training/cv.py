@@ -60,6 +60,19 @@ def fold_metrics(fit: Callable[[dict, DataFrame], Any], params: dict, data: Data
     return {"mxe": m["mxe"], "auc": m["auc"], "rows": m["rows"]}
 
 
+def _done(folder: Location, cid: str, fold: int) -> Optional[dict]:
+    """The recorded result of (candidate ``cid``, ``fold``), or None when it has not finished."""
+    path = folder / f"{cid}-fold{fold}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _save(folder: Location, cid: str, fold: int, cand: dict, got: dict) -> dict:
+    """Record one finished (candidate, fold); atomic, so a crashed search never leaves half a record."""
+    record = {"candidate": cid, "fold": fold, "params": cand, **got}
+    (folder / f"{cid}-fold{fold}.json").write_text(json.dumps(record))
+    return record
+
+
 def run_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame, folder: "Location | str | os.PathLike",
                fit: Callable[[dict, DataFrame], Any]) -> pd.DataFrame:
     """Cross-validate every candidate; return the CV table (best first). ``fit(params, df)`` trains one
@@ -74,16 +87,14 @@ def run_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame, folder
         for i, cand in enumerate(cands):
             cid = candidate_id(cand)
             for fold in range(t.search_folds):
-                path = folder / f"{cid}-fold{fold}.json"
-                if path.exists():
-                    results.append(json.loads(path.read_text()))
+                done = _done(folder, cid, fold)
+                if done is not None:
+                    results.append(done)
                     log.info("train: search %d/%d: candidate %s fold %d already done", len(results), total, cid,
                              fold)
                     continue
                 got = fold_metrics(fit, {**base, **cand}, data, fold)
-                record = {"candidate": cid, "fold": fold, "params": cand, **got}
-                path.write_text(json.dumps(record))  # atomic: a crashed search never leaves half a record
-                results.append(record)
+                results.append(_save(folder, cid, fold, cand, got))
                 log.info("train: search %d/%d (%.0fs): candidate %d %s fold %d: MXE %.5f AUC %.4f", len(results),
                          total, time.monotonic() - started, i + 1, json.dumps(cand), fold, got["mxe"], got["auc"])
     finally:
@@ -94,9 +105,6 @@ def run_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame, folder
 SEARCH_DRIVER_ROWS = 4_000_000   # the sample is held by the driver and by every task (about 0.5 KB a row here)
 
 
-def _done(folder: Location, cid: str, fold: int) -> Optional[dict]:
-    path = folder / f"{cid}-fold{fold}.json"
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame,
@@ -104,9 +112,10 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
                        ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Cross-validate every candidate on an exact sample of ``t.search_rows`` train rows, one Spark task per
     (candidate, fold) not already recorded in ``folder``; return the CV table (best first) and what was
-    searched on (rows, rows of train, tasks run, seconds)."""
+    searched on (rows, rows of train, tasks run, seconds including the sample's collection)."""
     from evaluation.baselines import capped_rows
 
+    started = time.monotonic()
     folder = Location.of(folder)
     folder.mkdir()
     spark = train.sparkSession
@@ -131,7 +140,6 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
     if results:
         log.info("train: search: %d of %d (candidate, fold) results already in %s", len(results),
                  len(results) + len(todo), folder)
-    started = time.monotonic()
     if todo:
         nthread = int(spark.conf.get("spark.task.cpus", "1"))
         log.info("train: search: %d candidates x %d folds on an exact sample of %s of the %s train rows: %d "
@@ -153,9 +161,7 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
         finally:
             shared.destroy()
         for cid, fold, cand, got in finished:
-            record = {"candidate": cid, "fold": fold, "params": cand, **got}
-            (folder / f"{cid}-fold{fold}.json").write_text(json.dumps(record))
-            results[cid, fold] = record
+            results[cid, fold] = _save(folder, cid, fold, cand, got)
     ordered = [results[candidate_id(c), f] for c in cands for f in range(t.search_folds)]
     for i, c in enumerate(cands):
         got = [results[candidate_id(c), f] for f in range(t.search_folds)]
