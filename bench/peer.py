@@ -48,9 +48,11 @@ def run_pipeline(data: Path, sets: list[str]) -> dict:
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     test = manifest["stages"]["evaluate"]["details"]["metrics"]["test"]
+    train = manifest["stages"]["train"]["details"]
     return {"wall_seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"],
             "stages": {s: manifest["stages"][s]["seconds"] for s in STAGES},
-            "test_auc": test["auc"], "test_mxe": test["mxe"], "log_lines": len(r["stderr"].splitlines())}
+            "test_auc": test["auc"], "test_mxe": test["mxe"], "log_lines": len(r["stderr"].splitlines()),
+            "trees": train.get("trees"), "search": train.get("search")}
 
 
 def report(rows: int, peer: dict, pipe: dict) -> None:
@@ -84,6 +86,10 @@ def report_tuning(tuned: dict, untuned: dict) -> None:
           f"({extra_wall / untuned['wall_seconds']:+.0%}); test MXE {untuned['test_mxe']:.5f} -> "
           f"{tuned['test_mxe']:.5f} ({(untuned['test_mxe'] - tuned['test_mxe']) / untuned['test_mxe']:+.2%} "
           f"improvement), AUC {untuned['test_auc']:.4f} -> {tuned['test_auc']:.4f}")
+    if tuned.get("search"):
+        from training.search import search_line
+
+        print(f"  {search_line(tuned['search'])}")
 
 
 def main(argv=None) -> int:

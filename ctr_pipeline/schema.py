@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
 INPUT_FORMATS = ("criteo_dac", "csv", "parquet", "libsvm")
+# The default search space, small and worth searching on rare-click data: depth, step, leaf size,
+# max_delta_step (XGBoost's parameter notes suggest 1-10 for very unbalanced logistic regression) and L2.
+DEFAULT_SEARCH_SPACE = {"max_depth": [4, 6, 8], "learning_rate": [0.05, 0.1, 0.2], "min_child_weight": [1, 5, 20],
+                        "max_delta_step": [0, 1], "reg_lambda": [1, 10]}
 SPLIT_NAMES = ("train", "validation", "test")
 
 
@@ -152,13 +156,14 @@ class TrainingConfig:
     retry_backoff: float = _f(10.0, "Seconds before the first retry; doubles each time.", min=0.0)
     progress_every: int = _f(10, "Log a progress line (round, elapsed time, validation MXE) every this many "
                                  "rounds (0: never).", min=0)
-    search_space: Mapping[str, Any] = _fd(dict, "Hyperparameter search by k-fold cross-validation on (a capped "
-                                                "sample of) train: parameter -> list of values, or with random "
-                                                "search also `{min, max, log}` ranges; `{}` (default): no search. "
-                                                "configs/example.yaml shows a recommended small space (depth, "
-                                                "learning rate, min_child_weight, max_delta_step, L2). A space "
-                                                "given in a later layer replaces an earlier one whole. The best "
-                                                "candidate is refit on all of train.", merge=False)
+    search_space: Mapping[str, Any] = _fd(lambda: {k: list(v) for k, v in DEFAULT_SEARCH_SPACE.items()},
+                                          "Hyperparameter search by k-fold cross-validation on (a capped "
+                                          "sample of) train, within search_budget: parameter -> list of values, "
+                                          "or with random search also `{min, max, log}` ranges; `{}`: no search. "
+                                          "The default is a small space: max_depth [4, 6, 8], learning_rate "
+                                          "[0.05, 0.1, 0.2], min_child_weight [1, 5, 20], max_delta_step [0, 1], "
+                                          "reg_lambda [1, 10]. A space given in a later layer replaces an earlier "
+                                          "one whole. The chosen candidate is refit on all of train.", merge=False)
     search_method: str = _f("random", "`random` (search_candidates seeded draws from search_space) or `grid` "
                                       "(every combination).", choices=("grid", "random"))
     search_candidates: int = _f(5, "Candidates drawn by random search; the configured values are always one more "
@@ -169,6 +174,13 @@ class TrainingConfig:
                                    "(candidate, fold) with XGBoost on spark.task.cpus threads, all in parallel; "
                                    "with 0 every (candidate, fold) is a distributed xgboost.spark fit.", min=0)
     search_seed: int = _f(0, "Seed of the folds, of random search and of the sample.", min=0)
+    search_budget: Optional[float] = _f(0.5, "The search trains on at most this multiple of the rows the final "
+                                             "model trains on: each candidate costs (search_folds - 1) x "
+                                             "min(search_rows, train rows) rows, and only the candidates that fit "
+                                             "are run, the configured values first, the others in the order drawn; "
+                                             "with fewer than two the search is skipped (the summary says so). "
+                                             "0.5 searches 4 candidates on 800,000 train rows and none below "
+                                             "400,000; null: no limit.", min=0.0)
 
 
 BASELINES = ("logistic_regression", "gbt", "gbdt_lr")

@@ -188,11 +188,13 @@ def test_report_notes_say_what_was_searched_what_won_and_the_trees_kept():
 
     search = {"engine": "sampled", "rows": 50_000, "train_rows": 800_000, "candidates": 6, "method": "random",
               "folds": 3, "seconds": 21.4, "best": {"max_depth": 4, "min_child_weight": 20},
-              "best_cv_mxe": 0.15123, "best_cv_mxe_std": 0.00211, "space": {"max_depth": [4, 6, 8]}}
+              "best_cv_mxe": 0.15123, "best_cv_mxe_std": 0.00211, "space": {"max_depth": [4, 6, 8]},
+              "width": 93_005, "columns": 15_091, "why": "the configured values had the lowest CV MXE"}
     notes = model_notes({"search": search, "early_stopping_rounds": 20, "best_iteration": 63})
     assert notes[0] == ('Model selection: search: 6 candidates (random) x 3 folds on an exact sample of 50,000 of '
-                        '800,000 train rows (21s); best {"max_depth": 4, "min_child_weight": 20}: CV MXE 0.15123 '
-                        '+- 0.00211 (space {"max_depth": [4, 6, 8]}; training.search_space).')
+                        '800,000 train rows (15,091 of 93,005 columns splittable there) (21s); chose {"max_depth": 4, '
+                        '"min_child_weight": 20}: CV MXE 0.15123 +- 0.00211 (the configured values had the lowest CV '
+                        'MXE) (space {"max_depth": [4, 6, 8]}; training.search_space).')
     assert "keeps 64 trees" in notes[1] and "early_stopping_rounds 20" in notes[1]
     assert model_notes({"search": None, "early_stopping_rounds": None, "best_iteration": None}) == []
     distributed = model_notes({"search": {**search, "engine": "distributed"}})

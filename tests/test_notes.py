@@ -26,7 +26,7 @@ from .zeppelin_harness import NoteError, fake_zeppelin, parse_note, parse_text, 
 
 HERE = REPO / "zeppelin"
 SETTINGS = ["sampling.stratify_by=label", "training.n_estimators=12", "evaluation.bootstrap=40", "training.search_space={max_depth: [3, 5]}",
-            "training.search_folds=2", "training.checkpoint_every=0"]
+            "training.search_folds=2", "training.search_budget=null", "training.checkpoint_every=0"]
 BAD_LINES = ["garbage\twith\ttoo few fields", "x" * 10]
 
 

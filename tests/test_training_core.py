@@ -30,13 +30,15 @@ def test_early_stopping_is_on_by_default_and_off_without_a_validation_split():
     assert "validation_indicator_col" not in params("training.early_stopping_rounds=null")
 
 
-def test_search_space_is_off_by_default_and_replaced_whole():
+def test_the_default_search_space_is_the_recommended_one_and_a_layer_replaces_it_whole():
     from ctr_pipeline.config import Layer
     from training.search import RECOMMENDED_SPACE
 
-    assert dict(build_config([]).training.search_space) == {}
-    recommended = build_config([Layer("c.yaml", {"training": {"search_space": RECOMMENDED_SPACE}})])
-    assert dict(recommended.training.search_space) == RECOMMENDED_SPACE
+    assert dict(build_config([]).training.search_space) == RECOMMENDED_SPACE
+    assert build_config([]).training.search_budget == 0.5
+    assert dict(build_config([parse_set_option("training.search_space={}")]).training.search_space) == {}
+    narrow = build_config([Layer("c.yaml", {"training": {"search_space": {"max_depth": [4, 8]}}})])
+    assert dict(narrow.training.search_space) == {"max_depth": [4, 8]}
     mine = build_config([Layer("recorded", {"training": {"search_space": {"max_depth": [2, 3]}}}),
                          parse_set_option("training.search_space={learning_rate: [0.1, 0.2]}")])
     assert dict(mine.training.search_space) == {"learning_rate": [0.1, 0.2]}      # not merged key by key
@@ -292,3 +294,73 @@ def test_cv_table_mean_std_best_first():
     assert t["candidate"].tolist() == ["b", "a"] and t["folds"].tolist() == [2, 2]
     assert t.loc[0, "mxe_mean"] == pytest.approx(0.22) and t.loc[0, "mxe_std"] == pytest.approx(0.02828427, abs=1e-7)
     assert t.loc[1, "auc_mean"] == pytest.approx(0.71) and json.loads(t.loc[0, "params"]) == {"max_depth": 6}
+
+
+def test_columns_no_tree_can_split_on_are_pruned_and_the_fold_result_is_unchanged():
+    import numpy as np
+    from scipy.sparse import csr_matrix, hstack
+
+    from training.search import fold_result, splittable_columns
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    dense = csr_matrix(rng.integers(0, 2, size=(n, 6)).astype(np.float32))
+    rare = np.zeros((n, 40), dtype=np.float32)
+    for j in range(40):                                  # column j is present in j % 8 rows: 0..7
+        rare[rng.choice(n, j % 8, replace=False), j] = 1.0
+    x = hstack([dense, csr_matrix(rare)], format="csr")
+    y = (rng.random(n) < np.where(x[:, 0].toarray().ravel() > 0, 0.3, 0.1)).astype(np.float32)
+    base = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": 8, "learning_rate": 0.5}
+    keep = splittable_columns(x, None, [base, {**base, "min_child_weight": 2}])
+    counts = np.diff(x.tocsc().indptr)
+    assert keep.tolist() == [j for j in range(x.shape[1]) if counts[j] >= 4]     # 0.25 * rows >= 1
+    assert len(splittable_columns(x, None, [{**base, "min_child_weight": 1.5}])) < len(keep)
+    assert len(splittable_columns(x, np.full(n, 4.0), [base])) == int((counts > 0).sum())   # all present ones
+    assert len(splittable_columns(x, None, [{**base, "scale_pos_weight": 2.0}])) > len(keep)
+    for unsafe in ({"colsample_bytree": 0.5}, {"objective": "binary:hinge"}, {"min_child_weight": 0},
+                   {"interaction_constraints": "[[0, 1]]"}):
+        assert splittable_columns(x, None, [base, {**base, **unsafe}]) is None
+    folds = rng.integers(0, 3, size=n)
+    full = fold_result(x, y, None, folds, 0, base, 30, 5, 1)
+    pruned = fold_result(x[:, keep], y, None, folds, 0, base, 30, 5, 1)
+    assert len(keep) < x.shape[1] - 10
+    assert {k: v for k, v in pruned.items() if k != "seconds"} == {k: v for k, v in full.items() if k != "seconds"}
+
+
+def _table(folds_by_params):
+    from training.search import candidate_id, cv_table
+
+    return cv_table([{"candidate": candidate_id(p), "fold": f, "params": p, "mxe": m, "auc": 0.7}
+                     for p, mxes in folds_by_params for f, m in enumerate(mxes)])
+
+
+def test_the_configured_values_stay_unless_the_best_beats_them_by_more_than_the_folds_disagree():
+    from training.search import choose
+
+    mine = {"max_depth": 6}
+    steady = _table([(mine, [0.300, 0.310, 0.320]), ({"max_depth": 8}, [0.295, 0.305, 0.315])])
+    params, why = choose(steady, mine)           # better by 0.005 on every fold: standard error 0
+    assert params == {"max_depth": 8} and "more than the paired folds' standard error 0.00000" in why
+    noisy = _table([(mine, [0.300, 0.310, 0.320]), ({"max_depth": 8}, [0.280, 0.315, 0.325])])
+    params, why = choose(noisy, mine)            # better by 0.0033 on average, standard error 0.0083
+    assert params == mine and why.startswith("the configured values kept") and '{"max_depth": 8}' in why
+    params, why = choose(_table([(mine, [0.29, 0.30, 0.31]), ({"max_depth": 8}, [0.30, 0.31, 0.32])]), mine)
+    assert params == mine and why == "the configured values had the lowest CV MXE"
+    assert choose(noisy, None)[0] == {"max_depth": 8} and choose(noisy, {"max_depth": 4})[0] == {"max_depth": 8}
+
+
+def test_the_budget_pays_for_candidates_by_the_rows_they_train_on():
+    from training.search import affordable, search_candidates, search_line, skipped_search
+
+    assert affordable(0.5, 800_000, 3, 50_000) == 4           # 0.5 x 800k rows / (2 folds x 50k rows)
+    assert affordable(0.5, 80_000, 3, 50_000) == 0            # the demo's 80k: no search
+    assert affordable(0.5, 400_000, 3, 50_000) == 2 and affordable(0.5, 399_999, 3, 50_000) == 1
+    assert affordable(0.5, 10_000, 3, 50_000) == 0 and affordable(2.0, 10_000, 3, 50_000) == 1   # sample: all
+    assert affordable(1.0, 1_000_000, 3, 0) == 0              # distributed on all of train: 2x the final model
+    assert affordable(None, 10, 3, 50_000) is None
+    t = build_config([]).training
+    every = search_candidates(t, {"max_depth": 6, "learning_rate": 0.1})
+    assert len(every) == 6 and search_candidates(t, {"max_depth": 6, "learning_rate": 0.1}, 4) == every[:4]
+    line = search_line(skipped_search(t, 80_000, 0, 6))
+    assert line == ("search: skipped: training.search_budget 0.5 x 80,000 train rows pays for 0 of 6 candidates at "
+                    "2 x 50,000 rows each; a search needs 2 (null: no limit)")

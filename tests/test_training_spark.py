@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cloudpickle
 import numpy as np
+import pandas as pd
 import pytest
 
 from ctr_pipeline.config import build_config, flag_layer, parse_set_option
@@ -250,6 +251,7 @@ def test_stage_search_picks_the_best_candidate_and_refits(spark, prepared, tmp_p
     again = copy_upstream(run, tmp_path / "search")
     cfg = build_config([parse_set_option(s) for s in (
         *BASE, "training.n_estimators=8", "training.search_space={max_depth: [1, 5]}", "training.search_folds=2",
+        "training.search_budget=null",
         "training.early_stopping_rounds=3")])
     rec = run_stage("train", cfg, again, lambda: spark, force=False)
     model = again.path_of("train")
@@ -257,9 +259,11 @@ def test_stage_search_picks_the_best_candidate_and_refits(spark, prepared, tmp_p
 
     table = pd.read_csv(model / "cv_results.tsv", sep="\t")
     assert len(table) == 3 and (table["folds"] == 2).all()            # max_depth 1, 5 and the configured 6
-    best = json.loads(table.loc[0, "params"])
+    from training.search import choose
+
+    best, why = choose(table, {"max_depth": 6})                        # the configured values unless beaten
     meta = json.loads((model / "metadata.json").read_text())
-    assert meta["search"]["best"] == best and meta["cv_table"] == "cv_results.tsv"
+    assert meta["search"]["best"] == best and meta["search"]["why"] == why and meta["cv_table"] == "cv_results.tsv"
     assert rec["details"]["params"]["max_depth"] == best["max_depth"]
 
 
@@ -289,28 +293,40 @@ def test_sampled_search_runs_one_task_per_candidate_and_fold_and_resumes(spark, 
     assert shuffled.equals(table)                          # the rows' partitioning and order do not matter
 
 
-def test_recommended_search_on_a_sample_then_early_stopping_on_a_validation_sample(spark, prepared, tmp_path):
-    """The recommended space searched on a sample, the winner refit on all of train with early stopping (a
-    default) on an exact sample of validation; the summary says what was searched and what won."""
-    from ctr_pipeline.config import Layer
-    from training.search import RECOMMENDED_SPACE
+def test_default_search_within_its_budget_then_early_stopping_on_a_validation_sample(spark, prepared, tmp_path):
+    """The default space searched on a sample, as many candidates as the budget pays for (the configured
+    values first), the chosen one refit on all of train with early stopping (a default) on an exact sample
+    of validation; the summary says what was searched and what was chosen. With the default budget this
+    small train split is not searched at all, and the summary says why."""
+    from training.search import RECOMMENDED_SPACE, search_candidates
 
     run, _, _ = prepared
+    train_rows = run.stage_record("features")["rows"]["train"]
+    budget = (3 * 2 * 2000 + 1) / train_rows                 # pays for 3 candidates of 2 folds x 2,000 rows
+    sets = (*BASE[:4], "training.search_rows=2000", "training.learning_rate=0.5", "training.stopping_rows=300")
     again = copy_upstream(run, tmp_path / "default")
-    cfg = build_config([parse_set_option(s) for s in (*BASE[:4], "training.search_rows=2000",
-                                                      "training.learning_rate=0.5", "training.stopping_rows=300")]
-                       + [Layer("c.yaml", {"training": {"search_space": RECOMMENDED_SPACE}})])
+    cfg = build_config([parse_set_option(s) for s in (*sets, f"training.search_budget={budget!r}")])
     rec = run_stage("train", cfg, again, lambda: spark, force=False)
     meta = json.loads((again.path_of("train") / "metadata.json").read_text())
     search = meta["search"]
-    assert search["engine"] == "sampled" and search["rows"] == 2000 and search["candidates"] == 6
+    assert search["engine"] == "sampled" and search["rows"] == 2000 and search["candidates"] == 3
+    assert search["afforded"] == 3 and search["drawn"] == 6 and search["tasks_run"] == 9
+    table = pd.read_csv(again.path_of("train") / "cv_results.tsv", sep="\t")
+    drawn = search_candidates(cfg.training, {"max_depth": 6, "learning_rate": 0.5})
+    assert sorted(table["params"]) == sorted(json.dumps(c, sort_keys=True) for c in drawn[:3])
     assert search["space"] == RECOMMENDED_SPACE and set(search["best"]) == set(RECOMMENDED_SPACE)
     assert all(rec["details"]["params"][k] == v for k, v in search["best"].items())
     assert meta["stopping"] == {"early_stopping_rounds": 20, "validation_rows": 300, "min_relative_gain": None,
                                 "gain_window": 20} and meta["best_iteration"] is not None
     assert meta["data"]["rows"]["validation"] == rec["rows"]["validation"] > 300     # all read, 300 evaluated
-    assert any(line.startswith("search: 6 candidates (random) x 3 folds on an exact sample of 2,000 of ")
+    assert any(line.startswith("search: 3 candidates (random) x 3 folds on an exact sample of 2,000 of ")
                for line in rec["summary"])
+    skipped = copy_upstream(run, tmp_path / "skipped")
+    rec = run_stage("train", build_config([parse_set_option(s) for s in sets]), skipped, lambda: spark, force=False)
+    meta = json.loads((skipped.path_of("train") / "metadata.json").read_text())
+    assert meta["search"]["skipped"] and "cv_table" not in meta and rec["details"]["params"]["max_depth"] == 6
+    assert f"search: skipped: training.search_budget 0.5 x {train_rows:,} train rows pays for 0 of 6 " \
+           "candidates" in rec["summary"][-1]
 
 
 def test_validation_as_dmatrix_swaps_xgboost_sparks_choice_only_while_fitting():

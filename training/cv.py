@@ -30,7 +30,7 @@ from evaluation import spark_metrics as sm
 from sampling.spark_srs import key_column
 
 from .core import booster_params
-from .search import candidate_id, cv_table, fold_result, search_candidates
+from .search import candidate_id, cv_table, fold_result, search_candidates, splittable_columns
 
 log = logging.getLogger("ctr_pipeline.training")
 FOLD = "_fold"
@@ -74,12 +74,12 @@ def _save(folder: Location, cid: str, fold: int, cand: dict, got: dict) -> dict:
 
 
 def run_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame, folder: "Location | str | os.PathLike",
-               fit: Callable[[dict, DataFrame], Any]) -> pd.DataFrame:
-    """Cross-validate every candidate; return the CV table (best first). ``fit(params, df)`` trains one
-    model; ``folder`` keeps one JSON file per finished (candidate, fold)."""
+               fit: Callable[[dict, DataFrame], Any], limit: Optional[int] = None) -> pd.DataFrame:
+    """Cross-validate the first ``limit`` candidates (all: None); return the CV table (best first).
+    ``fit(params, df)`` trains one model; ``folder`` keeps one JSON file per finished (candidate, fold)."""
     folder = Location.of(folder)
     folder.mkdir()
-    cands = search_candidates(t, base)
+    cands = search_candidates(t, base, limit)
     data = with_folds(train, t.search_folds, t.search_seed).cache()
     results, started = [], time.monotonic()
     total = len(cands) * t.search_folds
@@ -108,9 +108,10 @@ SEARCH_DRIVER_ROWS = 4_000_000   # the sample is held by the driver and by every
 
 
 def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame,
-                       folder: "Location | str | os.PathLike", stopping: Optional[int], source: str
-                       ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Cross-validate every candidate on an exact sample of ``t.search_rows`` train rows, one Spark task per
+                       folder: "Location | str | os.PathLike", stopping: Optional[int], source: str,
+                       limit: Optional[int] = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Cross-validate the first ``limit`` candidates (all: None) on an exact sample of ``t.search_rows`` train
+    rows, one Spark task per
     (candidate, fold) not already recorded in ``folder``; return the CV table (best first) and what was
     searched on (rows, rows of train, tasks run, seconds including the sample's collection)."""
     from evaluation.baselines import capped_rows
@@ -119,7 +120,7 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
     folder = Location.of(folder)
     folder.mkdir()
     spark = train.sparkSession
-    cands = search_candidates(t, base)
+    cands = search_candidates(t, base, limit)
     weighted = "weight" in train.columns
     columns = ("row_id", "label", FOLD, "weight") if weighted else ("row_id", "label", FOLD)
     x, cols, rows, total = capped_rows(with_folds(train, t.search_folds, t.search_seed), t.search_rows,
@@ -127,6 +128,12 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
                                        key="training.search_rows", what="the search's sample is held")
     order = np.argsort(cols["row_id"], kind="stable")   # the rows' order, and so XGBoost's sketch, fixed by row_id
     x, cols = x[order], {c: v[order] for c, v in cols.items()}
+    width = x.shape[1]
+    keep = splittable_columns(x, cols.get("weight"), [booster_params({**base, **c}) for c in cands])
+    if keep is not None:
+        x = x[:, keep]
+        log.info("train: search: %s of the %s columns can be split on in this sample (the rest weigh under "
+                 "4 min_child_weight there); the search trains on those", f"{len(keep):,}", f"{width:,}")
     results: dict[tuple[str, int], dict] = {}
     todo = []
     for cand in cands:
@@ -167,5 +174,6 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
         got = [results[candidate_id(c), f] for f in range(t.search_folds)]
         log.info("train: search candidate %d %s: MXE %s, trees %s", i + 1, json.dumps(c),
                  " ".join(f"{r['mxe']:.5f}" for r in got), " ".join(str(r.get("trees", "-")) for r in got))
-    info = {"rows": rows, "train_rows": total, "tasks_run": len(todo), "seconds": round(time.monotonic() - started, 1)}
+    info = {"rows": rows, "train_rows": total, "tasks_run": len(todo), "width": width,
+            "columns": width if keep is None else len(keep), "seconds": round(time.monotonic() - started, 1)}
     return cv_table(ordered), info

@@ -29,7 +29,7 @@ from .checkpoints import CheckpointStore
 from .cv import run_sampled_search, run_search, search_hash
 from .core import (VALIDATION_FLAG, backoff_seconds, best_round, booster_problem, cuda_problem,
                    estimator_params, merged_history, stopping_rounds, workers_for)
-from .search import search_candidates, search_line
+from .search import affordable, choose, incumbent, search_candidates, search_line, skipped_search
 
 log = logging.getLogger("ctr_pipeline.training")
 
@@ -220,8 +220,14 @@ def run(ctx: StageContext) -> StageResult:
     search = None
     patience = stopping_rounds(ctx.cfg)
     if t.search_space:
-        search = cross_validate(ctx, params, train_only, patience)
-        params.update(search["best"])
+        total = len(search_candidates(t, params))
+        limit = affordable(t.search_budget, rows["train"], t.search_folds, t.search_rows)
+        if limit is not None and limit < min(2, total):
+            search = skipped_search(t, rows["train"], limit, total)
+            log.info("train: search skipped: %s", search["why"])
+        else:
+            search = cross_validate(ctx, params, train_only, patience, limit)
+            params.update(search["best"])
     log.info("train: %s rows, %s%d trees of depth %d, %s on %d worker(s)%s", f"{rows['train']:,}",
              "at most " if patience else "", params["n_estimators"], params["max_depth"], params["tree_method"],
              params["num_workers"], f", stopping after {patience} rounds without a better validation MXE"
@@ -248,8 +254,9 @@ def run(ctx: StageContext) -> StageResult:
                          "features_token": (ctx.run.stage_record("features") or {}).get("token")},
                 "versions": {"xgboost": xgboost.__version__, "pyspark": ctx.spark.version}}
     if search is not None:
-        (ctx.out / "cv_results.tsv").write_text(search["table"].to_csv(sep="\t", index=False))
-        metadata["cv_table"] = "cv_results.tsv"
+        if "table" in search:
+            (ctx.out / "cv_results.tsv").write_text(search["table"].to_csv(sep="\t", index=False))
+            metadata["cv_table"] = "cv_results.tsv"
         metadata["search"] = {k: v for k, v in search.items() if k != "table"}
     (ctx.out / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n")
     details = {"params": shown, "trees": trees, "best_iteration": best, "early_stopping_rounds": patience,
@@ -261,9 +268,9 @@ def run(ctx: StageContext) -> StageResult:
                        + ([search_line(search)] if search is not None else []))
 
 
-def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[int]) -> dict:
-    """k-fold search on (an exact sample of) the train split; returns the best candidate's parameters,
-    the table and what was searched."""
+def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[int], limit: Optional[int]) -> dict:
+    """k-fold search of the first ``limit`` candidates (all: None) on (an exact sample of) the train split;
+    returns the chosen parameters, the table and what was searched."""
     from xgboost.spark import SparkXGBClassifier
 
     t = ctx.cfg.training
@@ -271,9 +278,11 @@ def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[in
     token = (ctx.run.stage_record("features") or {}).get("token", "")
     folder = ctx.run.root / "checkpoints" / "cv" / search_hash(t, base, token, stopping)
     space = {"space": dict(t.search_space), "method": t.search_method, "folds": t.search_folds,
-             "results": str(folder)}
+             "results": str(folder), "budget": t.search_budget, "afforded": limit,
+             "drawn": len(search_candidates(t, base))}
     if t.search_rows:
-        table, info = run_sampled_search(t, base, train, folder, stopping, ctx.cfg.source_of("training.search_rows"))
+        table, info = run_sampled_search(t, base, train, folder, stopping, ctx.cfg.source_of("training.search_rows"),
+                                         limit)
         space.update(info, engine="sampled", early_stopping_rounds=stopping)
     else:
         def fit(p: dict, df):
@@ -282,13 +291,15 @@ def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[in
         log.info("train: cross-validated %s search, %d folds, on all of train, in %s", t.search_method,
                  t.search_folds, folder)
         started = time.monotonic()
-        table = run_search(t, base, train, folder, fit)
+        table = run_search(t, base, train, folder, fit, limit)
         space.update(engine="distributed", seconds=round(time.monotonic() - started, 1))
-    best = json.loads(table.loc[0, "params"])
-    log.info("train: best candidate %s: CV MXE %.5f +- %.5f, AUC %.4f +- %.4f", json.dumps(best),
-             table.loc[0, "mxe_mean"], table.loc[0, "mxe_std"], table.loc[0, "auc_mean"], table.loc[0, "auc_std"])
-    return {"best": best, "candidates": len(table), "best_cv_mxe": float(table.loc[0, "mxe_mean"]),
-            "best_cv_mxe_std": float(table.loc[0, "mxe_std"]), **space, "table": table}
+    best, why = choose(table, incumbent(t.search_space, base))
+    row = table.index[table["params"] == json.dumps(best, sort_keys=True)][0]
+    log.info("train: chose candidate %s: CV MXE %.5f +- %.5f, AUC %.4f +- %.4f (%s)", json.dumps(best),
+             table.loc[row, "mxe_mean"], table.loc[row, "mxe_std"], table.loc[row, "auc_mean"],
+             table.loc[row, "auc_std"], why)
+    return {"best": best, "why": why, "candidates": len(table), "best_cv_mxe": float(table.loc[row, "mxe_mean"]),
+            "best_cv_mxe_std": float(table.loc[row, "mxe_std"]), **space, "table": table}
 
 
 def _sha256(path) -> Optional[str]:

@@ -255,7 +255,7 @@ def importances_png(run: RunDir, by_column: bool = False, top: int = 20) -> byte
 
 def cv_table(run: RunDir) -> pd.DataFrame:
     """The cross-validated search's table (one row per candidate), or an empty table when the run did
-    not search (``training.search_space`` unset)."""
+    not search (``training.search_space`` empty, or the search skipped by ``training.search_budget``)."""
     meta = document(run, "train", "metadata.json")
     name = meta.get("cv_table")
     if not name:
