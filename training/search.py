@@ -118,13 +118,17 @@ def affordable(budget: Optional[float], train_rows: int, folds: int, search_rows
     against ``budget`` times the final model's ``train_rows``."""
     if budget is None:
         return None
-    rows = min(search_rows, train_rows) if search_rows else train_rows
-    return int(budget * train_rows // ((folds - 1) * max(rows, 1)))
+    return int(budget * train_rows // ((folds - 1) * max(searched_rows(train_rows, search_rows), 1)))
+
+
+def searched_rows(train_rows: int, search_rows: int) -> int:
+    """The rows a search runs on: ``search_rows`` of train (0: all of it)."""
+    return min(search_rows, train_rows) if search_rows else train_rows
 
 
 def skipped_search(t, train_rows: int, limit: int, total: int) -> dict[str, Any]:
     """The record of a search the budget did not pay for (its summary line and report note)."""
-    rows = min(t.search_rows, train_rows) if t.search_rows else train_rows
+    rows = searched_rows(train_rows, t.search_rows)
     return {"skipped": True, "space": dict(t.search_space), "budget": t.search_budget, "afforded": limit,
             "candidates": total, "train_rows": train_rows,
             "why": (f"training.search_budget {t.search_budget:g} x {train_rows:,} train rows pays for {limit} of "
