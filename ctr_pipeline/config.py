@@ -331,6 +331,11 @@ def _check_cross_fields(cfg: Config) -> None:
         raise ConfigError(f"{cfg.source_of('evaluation.baselines')}: evaluation.baselines: gbdt_lr fits its "
                           "logistic regression on the validation split (rows the trees did not see), but "
                           "sampling.validation is 0")
+    if cfg.training.model == "gbdt_lr" and "gbdt_lr" in cfg.evaluation.baselines:
+        raise ConfigError(f"{cfg.source_of('evaluation.baselines')}: evaluation.baselines: gbdt_lr is the model "
+                          "this run ships (training.model: gbdt_lr), so it cannot also be its baseline; remove "
+                          "it from evaluation.baselines (the evaluation compares the shipped model with its own "
+                          "trees alone)")
     if "validation" in cfg.evaluation.splits and not s.validation:
         raise ConfigError(f"{cfg.source_of('evaluation.splits')}: evaluation.splits names 'validation' but "
                           "sampling.validation is 0")

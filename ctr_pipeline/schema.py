@@ -181,6 +181,16 @@ class TrainingConfig:
                                              "with fewer than two the search is skipped (the summary says so). "
                                              "0.5 searches 4 candidates on 800,000 train rows and none below "
                                              "400,000; null: no limit.", min=0.0)
+    model: str = _f("xgboost", "The model the pipeline ships: `xgboost` (the booster) or `gbdt_lr` (He et al. "
+                               "2014: the booster's leaves one-hot, joined with the features, under an L2 "
+                               "logistic regression; the trees are fit on train less a held-out share, "
+                               "gbdt_lr_share, on which the logistic regression is fit). The evaluation "
+                               "compares a gbdt_lr model with its own trees alone.",
+                    choices=("xgboost", "gbdt_lr"))
+    gbdt_lr_share: float = _f(0.2, "With model gbdt_lr: the share of train rows (by a stable hash of row_id) held "
+                                   "out of the trees' training to fit the logistic regression on (its L2 "
+                                   "strength chosen on 20% of them); at most 4,000,000 rows, fit on the driver.",
+                              gt=0.0, lt=1.0)
 
 
 BASELINES = ("logistic_regression", "gbt", "gbdt_lr")

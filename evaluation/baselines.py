@@ -58,7 +58,8 @@ def _rate(limit: int, total: int) -> float:
     return min(1.0, limit / total * 1.05 + 10 * limit ** 0.5 / total)
 
 
-def _bound(rate: float) -> int:
+def hash_bound(rate: float) -> int:
+    """The key below which a share ``rate`` of rows falls (keys uniform over the long range)."""
     return int(-2 ** 63 + rate * 2 ** 64)
 
 
@@ -78,7 +79,7 @@ def capped_sample(df: DataFrame, limit: int, seed: int) -> tuple[DataFrame, int,
     keyed = df.withColumn("_k", key_column(seed, F.col("row_id")))
     rate = _rate(limit, total)
     while True:
-        below = keyed.filter(F.col("_k") < _bound(rate)) if rate < 1.0 else keyed
+        below = keyed.filter(F.col("_k") < hash_bound(rate)) if rate < 1.0 else keyed
         pairs = sorted((r[0], r[1]) for r in below.select("_k", "row_id").collect())
         if len(pairs) >= limit:
             break
@@ -111,7 +112,7 @@ def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], 
     keyed = df.withColumn("_k", key_column(seed, F.col("row_id")))
     rate = _rate(limit, total)
     while True:
-        below = keyed.filter(F.col("_k") < _bound(rate)) if rate < 1.0 else keyed
+        below = keyed.filter(F.col("_k") < hash_bound(rate)) if rate < 1.0 else keyed
         x, cols = collect_csr(below, width, (*columns, "_k", "row_id"))
         if len(cols["_k"]) >= limit:
             break
@@ -152,29 +153,39 @@ def fit(name: str, cfg: Config, train: DataFrame, validation: Optional[DataFrame
 
 
 def _fit_gbdt_lr(cfg: Config, validation: Optional[DataFrame], booster_raw: Optional[bytes]):
+    if validation is None or booster_raw is None:
+        raise UserError("evaluation.baselines: gbdt_lr needs the validation split and the trained model")
+    model, settings = fit_gbdt_lr(cfg, validation, booster_raw, cfg.evaluation.baseline_rows,
+                                  "evaluation.baseline_rows", "validation", "the validation split (rows the trees "
+                                  "did not see)", "add validation rows (sampling.validation) or drop gbdt_lr")
+    return model, {**settings, "validation_rows": settings["rows_of"]}
+
+
+def fit_gbdt_lr(cfg: Config, df: DataFrame, booster_raw: bytes, limit: int, key: str, what: str, fit_on: str,
+                remedy: str):
+    """GBDT leaves + LR (:func:`evaluation.gbdt_lr.fit`) on (an exact sample of ``limit`` of) the rows of
+    ``df`` (``what`` names them in messages; ``key`` is the config key that bounds them), which the trees of
+    ``booster_raw`` did not see. Too few rows: UserError saying ``remedy``. Returns (model, settings)."""
     import numpy as np
 
     from . import gbdt_lr, logistic
 
-    if validation is None or booster_raw is None:
-        raise UserError("evaluation.baselines: gbdt_lr needs the validation split and the trained model")
-    e = cfg.evaluation
-    weighted = "weight" in validation.columns
-    x, cols, rows, total = capped_rows(validation, e.baseline_rows, e.seed,
+    weighted = "weight" in df.columns
+    x, cols, rows, total = capped_rows(df, limit, cfg.evaluation.seed,
                                        ("label", "row_id", "weight") if weighted else ("label", "row_id"),
-                                       LR_DRIVER_ROWS, cfg.source_of("evaluation.baseline_rows"))
-    log.info("evaluate: fitting baseline gbdt_lr on %s of %s validation rows", f"{rows:,}", f"{total:,}")
+                                       LR_DRIVER_ROWS, cfg.source_of(key), key=key,
+                                       what="the gbdt_lr model's logistic regression is fit")
+    log.info("gbdt_lr: fitting the logistic regression on %s of %s %s rows", f"{rows:,}", f"{total:,}", what)
     y = np.asarray(cols["label"], dtype=np.float64)
     w = np.asarray(cols["weight"], dtype=np.float64) if weighted else np.ones_like(y)
     try:
-        model, settings = gbdt_lr.fit(booster_raw, x, y, w, np.asarray(cols["row_id"]), GBDT_LR_REG_GRID, e.seed,
-                                      logistic.fit)
+        model, settings = gbdt_lr.fit(booster_raw, x, y, w, np.asarray(cols["row_id"]), GBDT_LR_REG_GRID,
+                                      cfg.evaluation.seed, logistic.fit, fit_on)
     except ValueError as exc:
-        raise UserError(f"evaluation.baselines: {exc}; add validation rows (sampling.validation) or drop "
-                        "gbdt_lr") from exc
+        raise UserError(f"{cfg.source_of(key)}: {exc}; {remedy}") from exc
     for reg, score in settings["grid"].items():
-        log.info("evaluate: gbdt_lr regParam %s: MXE %.5f on the held-out 20%% of validation", reg, score)
-    return model, {**settings, "fit_rows": rows, "validation_rows": total}
+        log.info("gbdt_lr: regParam %s: MXE %.5f on the held-out 20%% of those rows", reg, score)
+    return model, {**settings, "fit_rows": rows, "rows_of": total}
 
 
 def _fit_gbt(cfg: Config, sample: DataFrame):

@@ -10,7 +10,7 @@ import pandas as pd
 from ctr_pipeline.errors import UserError
 from ctr_pipeline.runs import RunDir
 
-from .report import LABELS
+from .report import labels
 
 METRICS = ["rows", "mxe", "ne", "auc", "pr_auc", "calibration"]
 
@@ -36,14 +36,15 @@ def comparison_table(runs: Sequence[str | Path]) -> pd.DataFrame:
     for i, run in enumerate(runs):
         m = load_metrics(run)
         baselines = m.get("baselines", {})
+        names = labels(m)
         for split, body in m.items():
             if not isinstance(body, dict) or "mxe" not in body:
                 continue
-            rows.append({"run": str(run), "split": split, "model": LABELS["xgboost"],
+            rows.append({"run": str(run), "split": split, "model": names["xgboost"],
                          **{k: body.get(k) for k in METRICS}})
             for name, per_split in baselines.items():
                 if split in per_split:
-                    rows.append({"run": str(run), "split": split, "model": LABELS.get(name, name),
+                    rows.append({"run": str(run), "split": split, "model": names.get(name, name),
                                  **{k: per_split[split].get(k) for k in METRICS}})
             if i == 0:
                 first.update({(r["split"], r["model"]): r["mxe"] for r in rows})

@@ -3,9 +3,10 @@
 Each row's leaf in every tree of the trained booster becomes one one-hot column (tree t's node n at
 column ``t * nodes_per_tree + n``), joined with the row's own sparse features; an L2 logistic regression
 (:mod:`.logistic`, the LR baseline's objective) is fit on those columns. The trees were fit on train, so
-the linear model is fit on rows they never saw: the validation split, 80% to fit each L2 strength of
-the grid and 20% to choose one, then refit on all of it with the chosen strength. Pure: numpy, scipy
-and xgboost; the Spark side is :func:`evaluation.baselines.fit`.
+the linear model is fit on rows they never saw (the validation split for the evaluation baseline, a
+held-out share of train for the shipped model, ``training.model: gbdt_lr``), 80% to fit each L2 strength
+of the grid and 20% to choose one, then refit on all of them with the chosen strength. Pure: numpy, scipy
+and xgboost; the Spark side is :func:`evaluation.baselines.fit_gbdt_lr`.
 """
 from __future__ import annotations
 
@@ -66,6 +67,27 @@ class GbdtLrModel:
         return self.linear.predict(leaf_design(loaded(self.key, self.booster_raw), self.nodes, x))
 
 
+def to_bytes(model: GbdtLrModel) -> bytes:
+    """The linear part of ``model`` (its booster is stored on its own) as .npz bytes."""
+    import io
+
+    buf = io.BytesIO()
+    m = model.linear
+    np.savez(buf, coef=m.coef, intercept=m.intercept, reg=m.reg, iterations=m.iterations, converged=m.converged,
+             nodes=model.nodes)
+    return buf.getvalue()
+
+
+def from_bytes(booster_raw: bytes, raw: bytes) -> GbdtLrModel:
+    """The model of :func:`to_bytes`'s ``raw`` over the booster of ``booster_raw``."""
+    import io
+
+    with np.load(io.BytesIO(raw)) as f:
+        linear = LinearModel(f["coef"], float(f["intercept"]), float(f["reg"]), int(f["iterations"]),
+                             bool(f["converged"]))
+        return GbdtLrModel(booster_raw, int(f["nodes"]), linear)
+
+
 def select_mask(row_ids: np.ndarray, seed: int, share: float = SELECT_SHARE) -> np.ndarray:
     """Which rows choose the L2 strength: a seeded draw over the rows in row_id order (deterministic for
     the same rows, whatever order they arrive in)."""
@@ -76,9 +98,11 @@ def select_mask(row_ids: np.ndarray, seed: int, share: float = SELECT_SHARE) -> 
 
 
 def fit(booster_raw: bytes, x: csr_matrix, y: np.ndarray, w: np.ndarray, row_ids: np.ndarray,
-        regs: Sequence[float], seed: int, fit_linear: Callable[..., LinearModel]) -> tuple[GbdtLrModel, dict]:
-    """Fit on rows the booster's trees did not see: each of ``regs`` on 80% of them, the best by MXE on the
-    other 20% refit on all. ``fit_linear(x, y, w, reg)`` is :func:`evaluation.logistic.fit`."""
+        regs: Sequence[float], seed: int, fit_linear: Callable[..., LinearModel],
+        fit_on: str = "the validation split (rows the trees did not see)") -> tuple[GbdtLrModel, dict]:
+    """Fit on rows the booster's trees did not see (``fit_on`` says which): each of ``regs`` on 80% of them,
+    the best by MXE on the other 20% refit on all. ``fit_linear(x, y, w, reg)`` is
+    :func:`evaluation.logistic.fit`."""
     booster = loaded(digest(booster_raw), booster_raw)
     nodes = nodes_per_tree(booster)
     design = leaf_design(booster, nodes, csr_matrix(x))
@@ -95,5 +119,5 @@ def fit(booster_raw: bytes, x: csr_matrix, y: np.ndarray, w: np.ndarray, row_ids
     settings = {"regParam": best, "selection_mxe": score, "grid": {str(r): s for s, r in tried},
                 "trees": int(design.shape[1] - x.shape[1]) // nodes, "nodes_per_tree": nodes,
                 "columns": int(design.shape[1]), "iterations": final.iterations,
-                "fit_on": "the validation split (rows the trees did not see)"}
+                "fit_on": fit_on}
     return model, settings

@@ -1,4 +1,5 @@
-"""Batch scoring on Spark: raw logs -> the model's own fitted transform -> its booster -> Parquet.
+"""Batch scoring on Spark: raw logs -> the model's own fitted transform -> its booster (and, for a
+gbdt_lr model, its logistic regression over the booster's leaves) -> Parquet.
 
 ``OUT/predictions/`` holds ``row_id``, ``label``, ``p_ctr`` and, for a model trained on
 negative-downsampled data, ``p_ctr_recalibrated`` (p' = p / (p + (1 - p) / w)); ``OUT/report.json``
@@ -47,7 +48,8 @@ def predictions(spark: SparkSession, bundle: ModelBundle, t: Any, rows: DataFram
     check_columns(rows, t.spec, "the input to score")
     raw = bundle.booster.read_bytes()
     key = digest(raw)
-    shared = spark.sparkContext.broadcast((t, raw))
+    linear_raw = bundle.linear.read_bytes() if bundle.linear is not None else None
+    shared = spark.sparkContext.broadcast((t, raw, linear_raw))
     threads = int(spark.conf.get("spark.task.cpus", "1"))
     fields = [("row_id", pa.int64()), ("label", pa.int32()), ("p_ctr", pa.float64())]
     if w is not None:
@@ -57,13 +59,17 @@ def predictions(spark: SparkSession, bundle: ModelBundle, t: Any, rows: DataFram
     def score(batches):
         import numpy as np
 
-        fitted, model_bytes = shared.value
+        from .gbdt_lr import from_bytes
+
+        fitted, model_bytes, linear_bytes = shared.value
         booster = loaded(key, model_bytes, threads)
+        hybrid = from_bytes(model_bytes, linear_bytes) if linear_bytes is not None else None
         for b in batches:
             if b.num_rows == 0:
                 continue
             csr = encode(fitted, b.to_pandas()).to_scipy()
-            p = np.asarray(booster.inplace_predict(csr, missing=0.0, validate_features=False), dtype=np.float64)
+            p = np.asarray(hybrid.predict(csr) if hybrid is not None else
+                           booster.inplace_predict(csr, missing=0.0, validate_features=False), dtype=np.float64)
             arrays = [b.column("row_id"), b.column("label"), pa.array(p)]
             if w is not None:
                 arrays.append(pa.array(p / (p + (1.0 - p) / w)))

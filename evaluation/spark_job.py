@@ -14,6 +14,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ctr_pipeline.registry.bundle import LINEAR
 from ctr_pipeline.schema import Config
 from ctr_pipeline.stage import StageContext, StageResult, json_default
 from features.spark_io import read_features, vector_width
@@ -22,7 +23,8 @@ from . import baselines, plots
 from . import local_metrics as lm
 from . import spark_metrics as sm
 from .core import IMPORTANCE_TYPES, importance_by_column, importance_table
-from .report import LABELS, html_report, markdown_summary, model_notes, summary_lines
+from . import gbdt_lr
+from .report import LABELS, TREES, html_report, labels, markdown_summary, model_notes, summary_lines
 
 log = logging.getLogger("ctr_pipeline.evaluation")
 
@@ -37,21 +39,27 @@ def negative_rate(cfg: Config) -> Optional[float]:
     return None if r0 == r1 else r0 / r1
 
 
-def scored_split(ctx: StageContext, booster_raw: bytes, fitted: dict, split: str) -> DataFrame:
-    """row_id, label, w, p_xgboost, p_<baseline>..., [segment column] of one split.
+def scored_split(ctx: StageContext, booster_raw: bytes, fitted: dict, split: str, shipped=None) -> DataFrame:
+    """row_id, label, w, p_xgboost, p_<baseline>..., [segment column] of one split. p_xgboost is the model
+    the run ships: the booster, or ``shipped`` (a :class:`evaluation.gbdt_lr.GbdtLrModel`), whose trees
+    alone are then scored too, as p_trees.
 
-    XGBoost and the linear baselines are scored in one Arrow pass over the stored CSR rows
+    XGBoost and the linear models are scored in one Arrow pass over the stored CSR rows
     (``Booster.inplace_predict``, as batch scoring does); MLlib baselines by their own ``transform``."""
     from .scoring import predict_features
 
     feats = read_features(ctx.spark, str(ctx.run.path_of("features") / split))
     mllib = [n for n, m in fitted.items() if not baselines.driver_scored(m)]
     linear = {n: m for n, m in fitted.items() if baselines.driver_scored(m)}
+    boosters = {"xgboost": booster_raw}
+    if shipped is not None:
+        boosters, linear = {TREES: booster_raw}, {"xgboost": shipped, **linear}
     df = baselines.add_probabilities(fitted, feats)
-    df = predict_features(ctx.spark, {"xgboost": booster_raw}, df, vector_width(feats),
+    df = predict_features(ctx.spark, boosters, df, vector_width(feats),
                           "weight" if "weight" in feats.columns else None, linear=linear,
                           carry=tuple(f"p_{n}" for n in mllib))
-    keep = ["row_id", "label", "w", "p_xgboost", *[f"p_{n}" for n in fitted]]
+    keep = ["row_id", "label", "w", "p_xgboost", *[f"p_{n}" for n in fitted],
+            *([f"p_{TREES}"] if shipped is not None else [])]
     df = df.select(*keep)
     seg = ctx.cfg.evaluation.segment_by
     if seg:
@@ -82,6 +90,9 @@ def run(ctx: StageContext) -> StageResult:
     raw_booster = (model_dir / "booster.ubj").read_bytes()
     booster = xgboost.Booster()
     booster.load_model(bytearray(raw_booster))
+    shipped = None
+    if (model_dir / LINEAR).exists():
+        shipped = gbdt_lr.from_bytes(raw_booster, (model_dir / LINEAR).read_bytes())
     fitted, settings = {}, {}
     if e.baselines:
         feats = ctx.run.path_of("features")
@@ -90,15 +101,17 @@ def run(ctx: StageContext) -> StageResult:
         for name in e.baselines:
             fitted[name], settings[name] = baselines.fit(name, ctx.cfg, train, valid, raw_booster)
     w = negative_rate(ctx.cfg)
-    models = ["xgboost", *fitted]
+    compared = [*fitted, *([TREES] if shipped is not None else [])]
+    models = ["xgboost", *compared]
     report_split = "test" if "test" in e.splits else e.splits[-1]
-    out: dict[str, Any] = {"splits": {}, "baselines": {n: {} for n in fitted}, "comparison": {},
+    out: dict[str, Any] = {"model": "xgboost" if shipped is None else "gbdt_lr", "splits": {},
+                           "baselines": {n: {} for n in compared}, "comparison": {},
                            "negative_rate": w, "segment_by": e.segment_by, "baseline_settings": settings}
     tables: dict[str, Any] = {}
     rows = {}
     split_rows = (ctx.run.stage_record("features") or {}).get("rows", {})
     for split in e.splits:
-        scored = scored_split(ctx, raw_booster, fitted, split)
+        scored = scored_split(ctx, raw_booster, fitted, split, shipped)
         local = split_rows.get(split, lm.LOCAL_ROWS + 1) <= lm.LOCAL_ROWS
         # a small set comes to the driver once; a large one stays on Spark, persisted for the passes below
         mm, df = (lm, scored.toPandas()) if local else (sm, scored.persist(StorageLevel.MEMORY_AND_DISK))
@@ -119,13 +132,13 @@ def run(ctx: StageContext) -> StageResult:
                 log.info("evaluate: %s %s: AUC %.4f, MXE %.5f, NE %.4f, calibration %.3f on %s rows", split, name,
                          m["auc"], m["mxe"], m["ne"], m["calibration"], f"{m['rows']:,}")
             rows[split] = out["splits"][split]["rows"]
-            for name in fitted:
+            for name in compared:
                 mine, theirs = out["splits"][split], out["baselines"][name][split]
                 c = {"relative_mxe_improvement": (theirs["mxe"] - mine["mxe"]) / theirs["mxe"],
                      "auc_difference": mine["auc"] - theirs["auc"]}
                 if e.bootstrap and split == report_split:
-                    log.info("evaluate: paired bootstrap, %d replicates, XGBoost vs %s on %s", e.bootstrap, name,
-                             split)
+                    log.info("evaluate: paired bootstrap, %d replicates, %s vs %s on %s", e.bootstrap, out["model"],
+                             name, split)
                     c["bootstrap"] = mm.bootstrap(df, "p_xgboost", f"p_{name}", e.bootstrap, e.seed)
                 out["comparison"].setdefault(split, {})[name] = c
         finally:
@@ -155,7 +168,9 @@ def run(ctx: StageContext) -> StageResult:
         elif setting["fit_rows"] < setting["train_rows"]:
             notes.append(f"Baseline {LABELS.get(name, name)} was fit on an exact random sample of "
                          f"{setting['fit_rows']:,} of the {setting['train_rows']:,} train rows "
-                         "(evaluation.baseline_rows), which bounds its cost; XGBoost used all of them.")
+                         "(evaluation.baseline_rows), which bounds its cost; "
+                         + ("XGBoost used all of them." if shipped is None else
+                            "the shipped model used all of them (its trees and its logistic regression, disjoint)."))
     notes += model_notes(ctx.upstream_details("train"))
     if w is not None:
         notes.append(f"Train and validation kept negatives at {w:g} times the positives' rate: test predictions "
@@ -178,10 +193,11 @@ def make_plots(out: dict, tables: dict, history: dict, best: Optional[int], tabl
                by_column: pd.DataFrame, split: str, top: int) -> dict[str, bytes]:
     base_rate = out["splits"][split]["base_rate"]
     models = {"xgboost": out["splits"][split], **{n: v[split] for n, v in out["baselines"].items()}}
-    roc = {LABELS[n]: (*tables[n].roc_points(), models[n]["auc"]) for n in tables}
-    pr = {LABELS[n]: (*tables[n].pr_points(), models[n]["pr_auc"]) for n in tables}
+    names = labels(out)
+    roc = {names[n]: (*tables[n].roc_points(), models[n]["auc"]) for n in tables}
+    pr = {names[n]: (*tables[n].pr_points(), models[n]["pr_auc"]) for n in tables}
     images = {"roc": plots.roc(roc), "precision_recall": plots.precision_recall(pr, base_rate),
-              "reliability": plots.reliability(out["splits"][split]["reliability"], LABELS["xgboost"])}
+              "reliability": plots.reliability(out["splits"][split]["reliability"], names["xgboost"])}
     images["learning_curves"] = (plots.learning_curves(history, best) if any(history.values()) else
                                  plots.message("no per-round history was recorded by the training stage"))
     if len(table):

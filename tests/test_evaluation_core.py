@@ -183,6 +183,31 @@ def test_summary_says_plainly_whether_xgboost_beats_each_baseline_and_what_valid
     assert not [line for line in summary_lines(metrics) if line.startswith("validation prefers")]
 
 
+def test_a_shipped_gbdt_lr_model_is_named_as_such_and_compared_with_its_own_trees():
+    from evaluation.report import markdown_summary, model_notes, summary_lines
+
+    split = {"rows": 100, "positives": 5, "base_rate": 0.05, "ne": 0.9, "auc": 0.7, "calibration": 1.0}
+    metrics = {"model": "gbdt_lr", "splits": {"validation": {**split, "mxe": 0.2}},
+               "baselines": {"trees": {"validation": {**split, "mxe": 0.19}}},
+               "comparison": {"validation": {"trees": {
+                   "relative_mxe_improvement": -0.05, "auc_difference": -0.01,
+                   "bootstrap": {"replicates": 50, "relative_mxe_improvement": {"interval": [-0.08, -0.02]},
+                                 "auc_difference": {"interval": [-0.02, 0.0]}}}}}}
+    lines = summary_lines(metrics)
+    assert lines[0].startswith("validation: AUC 0.7000") and lines[1].startswith(
+        "validation [its trees alone (XGBoost)]: AUC 0.7000  MXE (log loss) 0.19000")
+    assert lines[2].startswith("validation: gbdt_lr vs trees: MXE improvement -5.00%")
+    assert lines[2].endswith(": trees is significantly better than gbdt_lr")
+    assert lines[3] == "validation prefers its trees alone (XGBoost): MXE 0.19000 (against GBDT leaves + LR " \
+                       "(this run) 0.20000)"
+    assert "## gbdt_lr against the baselines" in markdown_summary("t", metrics, [])
+    note = model_notes({"gbdt_lr": {"trees": 12, "share": 0.2, "columns": 1_500, "fit_rows": 800,
+                                    "regParam": 0.01}})[0]
+    assert note.startswith("Shipped model: GBDT leaves + LR (training.model: gbdt_lr). Its 12 trees trained on "
+                           "train less a held-out 20% (training.gbdt_lr_share)")
+    assert "fit on 800 of the held-out rows, its L2 strength 0.01" in note
+
+
 def test_report_notes_say_what_was_searched_what_won_and_the_trees_kept():
     from evaluation.report import model_notes
 

@@ -57,6 +57,9 @@ def test_leaves_give_the_linear_model_an_interaction_it_cannot_see_and_scoring_m
     design = np.hstack([gbdt_lr.leaf_columns(leaves, model.nodes).toarray(), x_test[:50].toarray()])
     expected = 1 / (1 + np.exp(-(design @ model.linear.coef + model.linear.intercept)))
     assert np.allclose(model.predict(x_test[:50]), expected)
+    again = gbdt_lr.from_bytes(raw, gbdt_lr.to_bytes(model))      # as a run and a registry version store it
+    assert again.nodes == model.nodes and again.linear.reg == model.linear.reg
+    assert np.array_equal(again.predict(x_test), model.predict(x_test))
 
 
 def test_too_few_rows_to_hold_out_is_refused():

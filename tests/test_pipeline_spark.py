@@ -270,3 +270,10 @@ def test_gbdt_lr_without_a_validation_split_is_a_config_error(demo_tsv):
 
     with pytest.raises(ConfigError, match="gbdt_lr fits its logistic regression on the validation split"):
         make_cfg(demo_tsv, "evaluation.baselines=[gbdt_lr]", "sampling.validation=0", "evaluation.splits=[test]")
+
+
+def test_shipping_gbdt_lr_and_reporting_it_as_a_baseline_is_a_config_error(demo_tsv):
+    with pytest.raises(ConfigError, match="gbdt_lr is the model this run ships"):
+        make_cfg(demo_tsv, "training.model=gbdt_lr", "evaluation.baselines=[gbdt_lr]")
+    with pytest.raises(ConfigError, match="training.gbdt_lr_share"):
+        make_cfg(demo_tsv, "training.model=gbdt_lr", "training.gbdt_lr_share=1.0")

@@ -168,3 +168,74 @@ def test_score_command_line_mistakes_are_one_line(trained, demo_tsv, tmp_path):
         assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
     [log] = (tmp_path / "s" / "logs").iterdir()                    # the refusal is in the output's log
     assert "already holds scores" in log.read_text() and not (tmp_path / ".s.lock").exists()
+
+
+def test_a_gbdt_lr_model_is_shipped_through_evaluation_scoring_and_the_registry(spark, trained, demo_tsv, tmp_path):
+    """training.model gbdt_lr on a copy of the trained run: the trees train on train less a held-out share and
+    the logistic regression on that share; the evaluate stage, batch scoring of a registry version and the
+    driver-side model give the same predictions; the refresh refuses it, in one line at the command line."""
+    import shutil
+    import subprocess
+
+    import xgboost
+
+    from ctr_pipeline.errors import ConfigError, UserError
+    from ctr_pipeline.pipeline import run_stage
+    from ctr_pipeline.refresh.job import check_champion
+    from evaluation import gbdt_lr
+    from evaluation.core import mxe
+    from features.spark_io import collect_csr, vector_width
+    from training.gbdt_lr_spark import held_out
+
+    reference, _, base = trained
+    shutil.copytree(reference.root.path, tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    cfg = build_config([parse_set_option(s) for s in (*SETTINGS, "training.model=gbdt_lr")]
+                       + [flag_layer("--input", "input.path", str(demo_tsv))])
+    for stage in ("train", "evaluate"):
+        run_stage(stage, cfg, run, lambda: spark, force=True)
+    model_dir = run.path_of("train")
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    train_rows = reference.stage_record("features")["rows"]["train"]
+    g = meta["gbdt_lr"]
+    assert meta["model"] == "gbdt_lr" and g["share"] == 0.2 and g["fit_rows"] == g["rows_of"]
+    assert meta["data"]["rows"]["train"] == train_rows == g["tree_rows"] + g["rows_of"]
+    assert 0.1 < g["rows_of"] / train_rows < 0.3
+    train = read_features(spark, str(run.path_of("features") / "train"))
+    parts = [[{r[0] for r in part.select("row_id").collect()} for part in held_out(df, 0.2, 0)]
+             for df in (train, train.repartition(3))]
+    assert parts[0] == parts[1] and not (parts[0][0] & parts[0][1]) and len(parts[0][1]) == g["rows_of"]
+
+    raw = (model_dir / "booster.ubj").read_bytes()
+    hybrid = gbdt_lr.from_bytes(raw, (model_dir / "gbdt_lr.npz").read_bytes())
+    test = read_features(spark, str(run.path_of("features") / "test"))
+    x, cols = collect_csr(test, vector_width(test), ("label", "row_id"))
+    p = hybrid.predict(x)
+    booster = xgboost.Booster()
+    booster.load_model(bytearray(raw))
+    trees_only = booster.predict(xgboost.DMatrix(x, missing=0.0))
+    metrics = json.loads((run.path_of("evaluate") / "metrics.json").read_text())
+    assert metrics["model"] == "gbdt_lr" and list(metrics["baselines"]) == ["trees"]
+    assert metrics["test"]["mxe"] == pytest.approx(mxe(cols["label"], p), abs=1e-9)
+    assert metrics["baselines"]["trees"]["test"]["mxe"] == pytest.approx(mxe(cols["label"], trees_only), abs=1e-6)
+    assert not np.allclose(p, trees_only, atol=1e-3)
+    report = (run.path_of("evaluate") / "report.md").read_text()
+    assert "Shipped model: GBDT leaves + LR" in report and "test: gbdt_lr vs trees: MXE improvement" in report
+
+    reg = Registry.open(str(tmp_path / "registry"), create=True)
+    reg.promote(reg.register(from_run(run.root)))
+    bundle = resolve(f"{reg.root}@champion")
+    assert bundle.linear is not None and (tmp_path / "registry" / "versions" / "v1" / "gbdt_lr.npz").exists()
+    doc = score(spark, bundle, scoring_config(bundle, demo_tsv), Location.of(tmp_path / "scores"))
+    got = {r["row_id"]: r["p_ctr"] for r in spark.read.parquet(str(tmp_path / "scores" / "predictions")).collect()}
+    assert doc["rows_scored"] == 5_000
+    np.testing.assert_allclose([got[i] for i in cols["row_id"]], p, rtol=0, atol=1e-9)
+
+    with pytest.raises(UserError, match=r"is a GBDT leaves \+ LR model \(training.model: gbdt_lr\)"):
+        check_champion(bundle, cfg)
+    with pytest.raises(ConfigError, match="training.model: the refresh job builds and judges boosters only"):
+        check_champion(from_run(reference.root), cfg)
+    proc = subprocess.run(cli("refresh", "--registry", str(reg.root), "--input", str(demo_tsv)), capture_output=True,
+                          text=True, cwd=REPO, env=cli_env(), timeout=600)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "retrain it with 'ctr-pipeline run'" in lines[0], proc.stderr

@@ -21,9 +21,11 @@ from ctr_pipeline.failures import failure_reason
 from ctr_pipeline.spark import task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
+from evaluation import gbdt_lr
 from evaluation.baselines import capped_sample
 from features.spark_io import read_features
 
+from . import gbdt_lr_spark
 from .callbacks import PipelineCallback
 from .checkpoints import CheckpointStore
 from .cv import run_sampled_search, run_search, search_hash
@@ -207,6 +209,13 @@ def run(ctx: StageContext) -> StageResult:
     if "weight" in data.columns:
         params["weight_col"] = "weight"
     rows = {"train": data.count()}
+    tree_rows, linear_rows = rows["train"], None
+    if t.model == "gbdt_lr":
+        data, linear_rows = gbdt_lr_spark.held_out(data, t.gbdt_lr_share, t.search_seed)
+        tree_rows = data.count()
+        log.info("train: model gbdt_lr: the trees train on %s of the %s train rows, the logistic regression on the "
+                 "other %.0f%% (training.gbdt_lr_share)", f"{tree_rows:,}", f"{rows['train']:,}",
+                 100 * t.gbdt_lr_share)
     train_only = data
     stopping_on = None
     if "validation_indicator_col" in params:
@@ -221,14 +230,14 @@ def run(ctx: StageContext) -> StageResult:
     patience = stopping_rounds(ctx.cfg)
     if t.search_space:
         total = len(search_candidates(t, params))
-        limit = affordable(t.search_budget, rows["train"], t.search_folds, t.search_rows)
+        limit = affordable(t.search_budget, tree_rows, t.search_folds, t.search_rows)
         if limit is not None and limit < min(2, total):
-            search = skipped_search(t, rows["train"], limit, total)
+            search = skipped_search(t, tree_rows, limit, total)
             log.info("train: search skipped: %s", search["why"])
         else:
             search = cross_validate(ctx, params, train_only, patience, limit)
             params.update(search["best"])
-    log.info("train: %s rows, %s%d trees of depth %d, %s on %d worker(s)%s", f"{rows['train']:,}",
+    log.info("train: %s rows, %s%d trees of depth %d, %s on %d worker(s)%s", f"{tree_rows:,}",
              "at most " if patience else "", params["n_estimators"], params["max_depth"], params["tree_method"],
              params["num_workers"], f", stopping after {patience} rounds without a better validation MXE"
              if patience else "")
@@ -243,9 +252,13 @@ def run(ctx: StageContext) -> StageResult:
     (ctx.out / "booster.ubj").write_bytes(bytes(booster.save_raw("ubj")))
     (ctx.out / "booster.json").write_bytes(bytes(booster.save_raw("json")))
     trees = booster.num_boosted_rounds()
+    hybrid = None
+    if linear_rows is not None:
+        linear, hybrid = gbdt_lr_spark.fit(ctx.cfg, bytes(booster.save_raw("ubj")), linear_rows)
+        (ctx.out / gbdt_lr_spark.RESULT).write_bytes(gbdt_lr.to_bytes(linear))
     shown = {k: v for k, v in params.items() if k not in ("features_col", "label_col", "callbacks", "xgb_model")}
-    metadata = {"params": shown, "trees": trees, "best_iteration": best, "stopped_early": stopping and trees <
-                params["n_estimators"], "history": "history.json",
+    metadata = {"model": t.model, "params": shown, "trees": trees, "best_iteration": best,
+                "stopped_early": stopping and trees < params["n_estimators"], "history": "history.json",
                 "stopping": {"early_stopping_rounds": patience, "validation_rows": stopping_on,
                              "min_relative_gain": t.min_relative_gain, "gain_window": t.gain_window},
                 "feature_map_sha256": _sha256(feats / "feature_map.tsv"),
@@ -253,19 +266,25 @@ def run(ctx: StageContext) -> StageResult:
                 "data": {"features": str(feats), "rows": rows,
                          "features_token": (ctx.run.stage_record("features") or {}).get("token")},
                 "versions": {"xgboost": xgboost.__version__, "pyspark": ctx.spark.version}}
+    if hybrid is not None:
+        metadata["gbdt_lr"] = {**hybrid, "file": gbdt_lr_spark.RESULT, "share": t.gbdt_lr_share,
+                               "tree_rows": tree_rows}
     if search is not None:
         if "table" in search:
             (ctx.out / "cv_results.tsv").write_text(search["table"].to_csv(sep="\t", index=False))
             metadata["cv_table"] = "cv_results.tsv"
         metadata["search"] = {k: v for k, v in search.items() if k != "table"}
     (ctx.out / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n")
-    details = {"params": shown, "trees": trees, "best_iteration": best, "early_stopping_rounds": patience,
-               "search": None if search is None else {k: v for k, v in metadata["search"].items() if k != "results"}}
+    details = {"model": t.model, "params": shown, "trees": trees, "best_iteration": best,
+               "early_stopping_rounds": patience,
+               "search": None if search is None else {k: v for k, v in metadata["search"].items() if k != "results"},
+               "gbdt_lr": metadata.get("gbdt_lr")}
     return StageResult(rows=rows, details=details,
                        summary=[f"model: {trees} trees ({params['tree_method']}, {params['device']}, "
                                 f"{params['num_workers']} worker(s))"
                                 + (f", best iteration {best + 1}" if best is not None else "")]
-                       + ([search_line(search)] if search is not None else []))
+                       + ([search_line(search)] if search is not None else [])
+                       + ([gbdt_lr_spark.summary_line(hybrid)] if hybrid is not None else []))
 
 
 def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[int], limit: Optional[int]) -> dict:

@@ -284,7 +284,8 @@ def _csr(run: RunDir, split: str):
 def trees_vs_mxe(run: RunDir, split: str = "validation", points: int = 20,
                  max_rows: int = 200_000) -> pd.DataFrame:
     """MXE on a set of the first k trees, for about ``points`` values of k: what early stopping, or a
-    smaller model, would cost or save. Computed on the driver from at most ``max_rows`` rows."""
+    smaller model, would cost or save. Computed on the driver from at most ``max_rows`` rows. For a gbdt_lr
+    run (training.model) these are its trees alone, without the logistic regression over their leaves."""
     import numpy as np
     import xgboost
 

@@ -54,6 +54,7 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     layers = flag_layers(args)
     registry = Registry.open(args.registry, aws_settings(layers))
     champion, cfg = _champion_config(args, layers, registry)
+    job.check_champion(registry.bundle(champion), cfg)
     check_master(cfg.spark.master, f"{cfg.source_of('spark.master')}: spark.master")
     _check_input(cfg)
     with invocation_log(job.refresh_dir(registry) / "logs") as log_path:

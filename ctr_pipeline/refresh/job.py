@@ -29,7 +29,7 @@ from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from ..errors import InputDataError
+from ..errors import ConfigError, InputDataError
 from ..pipeline import run_stage, run_stages
 from ..registry.bundle import BOOSTER, ModelBundle, from_run
 from ..registry.store import Registry, now_utc
@@ -295,6 +295,15 @@ def publish(registry: Registry, record: dict, bundle: Optional[ModelBundle]) -> 
 
 # ---------------------------------------------------------------------------------------------- the job
 
+def check_champion(champion: ModelBundle, cfg: Config) -> None:
+    """UserError when the refresh cannot serve ``champion`` or ``cfg``: it builds and judges boosters only."""
+    champion.check_refreshable("the refresh job")
+    if cfg.training.model != "xgboost":
+        raise ConfigError(f"{cfg.source_of('training.model')}: training.model: the refresh job builds and judges "
+                          f"boosters only; {cfg.training.model} is not supported here, set training.model: xgboost "
+                          "in the refresh configuration")
+
+
 def run(spark: SparkSession, cfg: Config, registry: Registry, champion_version: str, key: str,
         files: list[dict[str, Any]]) -> dict[str, Any]:
     """Build, score and judge the challengers of one window; publish; return the decision record."""
@@ -302,6 +311,7 @@ def run(spark: SparkSession, cfg: Config, registry: Registry, champion_version: 
 
     t0 = time.perf_counter()
     champion = registry.bundle(champion_version)
+    check_champion(champion, cfg)
     work = RunDir(refresh_dir(registry) / "work" / key)
     run_stage("sample", cfg, work, lambda: spark, force=False)
     summary = json.loads(champion.features_summary.read_text()) if champion.features_summary else None

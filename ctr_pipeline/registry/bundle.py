@@ -1,7 +1,8 @@
 """A trained model as scoring and refreshing need it, wherever it lives: a run directory or a registry
 version. Both give the same files: the booster, the fitted feature transform, the feature map, the
-train summary of the features (for drift figures) and ``info`` (the run's configuration, the training
-metadata, the metrics, the lineage).
+train summary of the features (for drift figures), for a GBDT-leaf + LR model (``training.model:
+gbdt_lr``) its logistic regression, and ``info`` (the run's configuration, the training metadata, the
+metrics, the lineage).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ BOOSTER = "booster.ubj"
 TRANSFORM = "transform"
 FEATURE_MAP = "feature_map.tsv"
 FEATURES_SUMMARY = "features_summary.json"
+LINEAR = "gbdt_lr.npz"   # a gbdt_lr model's logistic regression, beside the booster in a run and a version
 
 
 @dataclass
@@ -27,6 +29,7 @@ class ModelBundle:
     feature_map: Location
     features_summary: Optional[Location]
     info: dict[str, Any] = field(default_factory=dict)
+    linear: Optional[Location] = None   # a gbdt_lr model's logistic regression over the booster's leaves
 
     @property
     def config(self) -> dict[str, Any]:
@@ -39,6 +42,15 @@ class ModelBundle:
         booster = xgboost.Booster()
         booster.load_model(bytearray(self.booster.read_bytes()))
         return booster
+
+    def check_refreshable(self, what: str) -> None:
+        """UserError when this is a gbdt_lr model: the refresh updater rewrites leaf values, which its
+        logistic regression does not read (it reads which leaf a row falls in), so a refresh changes nothing."""
+        if self.linear is not None:
+            raise UserError(f"{self.label} is a GBDT leaves + LR model (training.model: gbdt_lr): {what} works on "
+                            "the booster alone, and refreshing its leaf values would leave the model's predictions "
+                            "unchanged (its logistic regression reads which leaf a row falls in, not the leaf's "
+                            "value); retrain it with 'ctr-pipeline run' and register that run instead")
 
 
 def from_run(root: Location) -> ModelBundle:
@@ -62,16 +74,18 @@ def from_run(root: Location) -> ModelBundle:
             "tokens": {s: manifest["stages"][s]["token"] for s in ("sample", "features", "train")
                        if s in manifest["stages"]}}
     summary = feats / "summary.json"
+    linear = model / LINEAR
     return ModelBundle(root.uri, model / BOOSTER, feats / "transform", feats / FEATURE_MAP,
-                       summary if summary.exists() else None, info)
+                       summary if summary.exists() else None, info, linear if linear.exists() else None)
 
 
 def from_version(directory: Location, label: str) -> ModelBundle:
     """A registry version directory (see :mod:`.store`)."""
     info = json.loads((directory / "model.json").read_text())
     summary = directory / FEATURES_SUMMARY
+    linear = directory / LINEAR
     return ModelBundle(label, directory / BOOSTER, directory / TRANSFORM, directory / FEATURE_MAP,
-                       summary if summary.exists() else None, info)
+                       summary if summary.exists() else None, info, linear if linear.exists() else None)
 
 
 def resolve(text: str, aws: Optional[AwsSettings] = None) -> ModelBundle:

@@ -2,7 +2,7 @@
 
     registry.json                 marker: format version, when it was created
     versions/v<N>/                immutable once complete
-        booster.ubj  transform/  feature_map.tsv  features_summary.json
+        booster.ubj  transform/  feature_map.tsv  features_summary.json  [gbdt_lr.npz]
         model.json                written last: a version without it is incomplete and never used
     aliases/<alias>.json          where the alias points and every move it made (one whole write)
     registry.lock                 held by whoever writes (see :mod:`ctr_pipeline.locks`)
@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..locks import Lock, user_name
 from ..storage import Location
 from . import core
-from .bundle import BOOSTER, FEATURE_MAP, FEATURES_SUMMARY, TRANSFORM, ModelBundle, from_version
+from .bundle import BOOSTER, FEATURE_MAP, FEATURES_SUMMARY, LINEAR, TRANSFORM, ModelBundle, from_version
 
 log = logging.getLogger("ctr_pipeline.registry")
 MARKER = "registry.json"
@@ -115,6 +115,8 @@ class Registry:
             files = {BOOSTER: bundle.booster, FEATURE_MAP: bundle.feature_map}
             if bundle.features_summary is not None:
                 files[FEATURES_SUMMARY] = bundle.features_summary
+            if bundle.linear is not None:
+                files[LINEAR] = bundle.linear
             for src in bundle.transform.files():
                 files[f"{TRANSFORM}/{src.uri[len(bundle.transform.uri) + 1:]}"] = src
             digests = {}
