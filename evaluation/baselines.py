@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from ctr_pipeline.errors import InputDataError, UserError
+from ctr_pipeline.rowsample import capped_rows, capped_sample
 from ctr_pipeline.schema import Config
 
 log = logging.getLogger("ctr_pipeline.evaluation")
@@ -51,74 +52,6 @@ def estimator(cfg: Config, weighted: bool):
     for param, column in cols.items():   # setters: GBTClassifier's constructor lacks some of these
         getattr(est, "set" + param[0].upper() + param[1:])(column)
     return est
-
-
-def _rate(limit: int, total: int) -> float:
-    """Share of rows below the first key bound: about 10 standard deviations past the expected cut."""
-    return min(1.0, limit / total * 1.05 + 10 * limit ** 0.5 / total)
-
-
-def hash_bound(rate: float) -> int:
-    """The key below which a share ``rate`` of rows falls (keys uniform over the long range)."""
-    return int(-2 ** 63 + rate * 2 ** 64)
-
-
-def capped_sample(df: DataFrame, limit: int, seed: int) -> tuple[DataFrame, int, int]:
-    """An exact simple random sample of at most ``limit`` rows of ``df``: (sample, its rows, rows of df).
-
-    The rows with the ``limit`` smallest keys (the sampler's hash of seed and row_id, uniform over the long
-    range) form the sample. One pass keeps the rows below a key bound a little past the expected cut
-    (about limit * 1.05 rows); their (key, row_id) pairs come to the driver, where the exact cut is found.
-    ``limit`` 0 means no cap.
-    """
-    from sampling.spark_srs import key_column
-
-    total = df.count()
-    if limit == 0 or total <= limit:
-        return df, total, total
-    keyed = df.withColumn("_k", key_column(seed, F.col("row_id")))
-    rate = _rate(limit, total)
-    while True:
-        below = keyed.filter(F.col("_k") < hash_bound(rate)) if rate < 1.0 else keyed
-        pairs = sorted((r[0], r[1]) for r in below.select("_k", "row_id").collect())
-        if len(pairs) >= limit:
-            break
-        rate = min(1.0, rate * 1.5)  # practically never
-    k, rid = pairs[limit - 1]
-    cut = (F.col("_k") < k) | ((F.col("_k") == k) & (F.col("row_id") <= rid))
-    return below.filter(cut).drop("_k"), limit, total
-
-
-def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], max_rows: int, source: str,
-                key: str = "evaluation.baseline_rows", what: str = "the logistic regression baseline is fit"):
-    """The rows of :func:`capped_sample` on the driver, in one pass over ``df``: (CSR features,
-    {column: numpy array}, rows, rows of df). The rows below the first key bound come with their keys and
-    the driver keeps the ``limit`` smallest. More than ``max_rows`` rows: UserError naming ``source`` and
-    ``key`` (where ``limit`` was set) and ``what`` is done with the rows."""
-    import numpy as np
-
-    from features.spark_io import collect_csr, vector_width
-    from sampling.spark_srs import key_column
-
-    total = df.count()
-    rows = total if limit == 0 else min(limit, total)
-    if rows > max_rows:
-        raise UserError(f"{source}: {what} in the driver's memory, from at most {max_rows:,} rows; this run "
-                        f"would use {rows:,}. Set {key} to at most {max_rows} (0 means all of train)")
-    width = vector_width(df)
-    if rows == total:
-        x, cols = collect_csr(df, width, columns)
-        return x, cols, rows, total
-    keyed = df.withColumn("_k", key_column(seed, F.col("row_id")))
-    rate = _rate(limit, total)
-    while True:
-        below = keyed.filter(F.col("_k") < hash_bound(rate)) if rate < 1.0 else keyed
-        x, cols = collect_csr(below, width, (*columns, "_k", "row_id"))
-        if len(cols["_k"]) >= limit:
-            break
-        rate = min(1.0, rate * 1.5)  # practically never
-    keep = np.sort(np.lexsort((cols["row_id"], cols["_k"]))[:limit])
-    return x[keep], {c: cols[c][keep] for c in columns}, limit, total
 
 
 def driver_scored(model) -> bool:

@@ -190,7 +190,7 @@ _POISSON_CDF = np.cumsum([math.exp(-1.0) / math.factorial(k) for k in range(20)]
 def poisson_weights(row_ids: np.ndarray, seed: int, replicates: int) -> np.ndarray:
     """(replicates, rows) Poisson(1) bootstrap weights, each a function of (seed, replicate, row_id) only,
     so the same rows get the same weights on any partitioning (a reproducible, paired bootstrap)."""
-    from sampling.srs import keys
+    from ctr_pipeline.rowhash import keys
 
     ids = np.asarray(row_ids, dtype=np.int64)
     out = np.empty((replicates, len(ids)), dtype=np.float64)

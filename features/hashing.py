@@ -3,15 +3,15 @@
 * :func:`bucket_of` puts ``column=value`` strings into hash buckets (the hashing trick, crosses). It is
   pandas' SipHash (``pandas.util.hash_array``) with a fixed key, vectorised; tests pin known values so
   a library change that moved buckets would fail loudly instead of silently changing saved models.
-* :func:`fold_of` assigns a row to a fold from its ``row_id`` with the sampler's SplitMix64 key, the
-  same function the Spark side computes natively (``sampling.spark_srs.key_column``).
+* :func:`fold_of` assigns a row to a fold from its ``row_id`` with the rows' SplitMix64 key (the sampler's), the
+  same function the Spark side computes natively (``ctr_pipeline.rowsample.key_column``).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from sampling.srs import keys
+from ctr_pipeline.rowhash import keys
 
 HASH_KEY = "ctr-pipeline-v1!"  # 16 characters, as pandas requires
 NULL_HASH = np.uint64(np.iinfo(np.uint64).max)

@@ -18,9 +18,9 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ctr_pipeline.errors import InputDataError
+from ctr_pipeline.rowsample import key_column
 from ctr_pipeline.schema import SPLIT_NAMES
 from ctr_pipeline.stage import StageContext, StageResult
-from sampling.spark_srs import key_column
 
 from .encode import encode
 from .featuremap import check_map, feature_map, passthrough_map

@@ -18,6 +18,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ctr_pipeline.errors import InputDataError
+from ctr_pipeline.rowsample import key_column
 from ctr_pipeline.storage import Location
 
 from . import srs
@@ -25,18 +26,6 @@ from .core import plan_targets, stratum_name
 
 log = logging.getLogger("ctr_pipeline.sampling")
 MAX_ATTEMPTS = 5
-
-
-def _signed(x: int) -> int:
-    return x - (1 << 64) if x >= 1 << 63 else x
-
-
-def key_column(seed: int, row_id: Column) -> Column:
-    """:func:`sampling.srs.key` as a native Spark expression (64-bit long arithmetic wraps; ANSI off)."""
-    z = row_id.bitwiseXOR(F.lit(_signed(srs.seed_salt(seed)))) + F.lit(_signed(srs.GOLDEN))
-    z = z.bitwiseXOR(F.shiftrightunsigned(z, 30)) * F.lit(_signed(srs.MIX1))
-    z = z.bitwiseXOR(F.shiftrightunsigned(z, 27)) * F.lit(_signed(srs.MIX2))
-    return z.bitwiseXOR(F.shiftrightunsigned(z, 31)).bitwiseXOR(F.lit(-(1 << 63)))
 
 
 def _below(k: Column, bound: int) -> Column:

@@ -216,7 +216,7 @@ def test_downsampled_run_reports_recalibrated_test_metrics(spark, demo_tsv, tmp_
 
 
 def test_capped_sample_is_the_exact_smallest_keys(spark):
-    from evaluation.baselines import capped_sample
+    from ctr_pipeline.rowsample import capped_sample
     from sampling.srs import keys
 
     ids = np.arange(1, 20_001, dtype=np.int64) * 7919
@@ -237,7 +237,7 @@ def test_capped_rows_are_capped_sample_collected_in_one_pass(spark):
     from pyspark.ml.linalg import Vectors
 
     from ctr_pipeline.errors import UserError
-    from evaluation.baselines import capped_rows, capped_sample
+    from ctr_pipeline.rowsample import capped_rows, capped_sample
 
     rows = [(int(i) * 7919, int(i % 3 == 0), Vectors.sparse(5, {int(i % 5): float(i)})) for i in range(1, 3001)]
     df = spark.createDataFrame(rows, ["row_id", "label", "features"]).repartition(3)

@@ -17,7 +17,7 @@ from features.hashing import fold_of
 from features.spark_io import WIDTH_KEY, read_features
 from features.spec import FeatureSpec
 from features.state import FittedTransform
-from sampling.spark_srs import key_column
+from ctr_pipeline.rowsample import key_column
 
 pytestmark = pytest.mark.spark
 

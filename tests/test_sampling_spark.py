@@ -9,11 +9,12 @@ from pyspark.sql import functions as F
 from ctr_pipeline.config import build_config, flag_layer, parse_set_option
 from ctr_pipeline.errors import InputDataError
 from ctr_pipeline.pipeline import run_stage
+from ctr_pipeline.rowsample import key_column
 from ctr_pipeline.runs import RunDir
 from ctr_pipeline.schema import SamplingConfig
 from ctr_pipeline.spark import temporary_conf
 from sampling import srs
-from sampling.spark_srs import draw, key_column
+from sampling.spark_srs import draw
 
 pytestmark = pytest.mark.spark
 

@@ -24,10 +24,10 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from ctr_pipeline.rowsample import key_column
 from ctr_pipeline.schema import TrainingConfig
 from ctr_pipeline.storage import Location
 from evaluation import spark_metrics as sm
-from sampling.spark_srs import key_column
 
 from .core import booster_params
 from .search import candidate_id, cv_table, fold_result, search_candidates, splittable_columns
@@ -114,7 +114,7 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
     rows, one Spark task per
     (candidate, fold) not already recorded in ``folder``; return the CV table (best first) and what was
     searched on (rows, rows of train, tasks run, seconds including the sample's collection)."""
-    from evaluation.baselines import capped_rows
+    from ctr_pipeline.rowsample import capped_rows
 
     started = time.monotonic()
     folder = Location.of(folder)

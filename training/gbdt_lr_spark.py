@@ -9,9 +9,9 @@ sees only the held-out rows, through the trees' leaves.
 from __future__ import annotations
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
 from ctr_pipeline.registry.bundle import LINEAR as RESULT  # beside booster.ubj in the train stage's output
+from ctr_pipeline.rowsample import split_share
 from ctr_pipeline.schema import Config
 
 SEED_OFFSET = 3   # the share's hash seed is training.search_seed + 3 (+0..2: folds, search sample, stopping)
@@ -19,11 +19,7 @@ SEED_OFFSET = 3   # the share's hash seed is training.search_seed + 3 (+0..2: fo
 
 def held_out(df: DataFrame, share: float, seed: int) -> tuple[DataFrame, DataFrame]:
     """(the trees' rows, the logistic regression's rows): a ``share`` of ``df`` by the hash of row_id."""
-    from evaluation.baselines import hash_bound
-    from sampling.spark_srs import key_column
-
-    below = key_column(seed + SEED_OFFSET, F.col("row_id")) < F.lit(hash_bound(share))
-    return df.filter(~below), df.filter(below)
+    return split_share(df, share, seed + SEED_OFFSET)
 
 
 def fit(cfg: Config, booster_raw: bytes, rows: DataFrame):

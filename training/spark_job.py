@@ -18,11 +18,11 @@ from pyspark.sql import functions as F
 from ctr_pipeline.aws import AwsSettings
 from ctr_pipeline.errors import ConfigError, StageError, UserError
 from ctr_pipeline.failures import failure_reason
+from ctr_pipeline.rowsample import capped_sample
 from ctr_pipeline.spark import task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
 from evaluation import gbdt_lr
-from evaluation.baselines import capped_sample
 from features.spark_io import read_features
 
 from . import gbdt_lr_spark

@@ -1,0 +1,93 @@
+"""Rows chosen by their stable hash, on Spark: :func:`ctr_pipeline.rowhash.key` as a native expression,
+a share of a DataFrame's rows, and exact capped samples (on Spark or collected to the driver).
+
+Every choice depends on (seed, row_id) only, so it is the same on a rerun, a task retry and any
+partitioning. Used by the sampler, the features stage (target-encoding folds), the training stage
+(cross-validation folds, the search's sample, the early-stopping sample, a gbdt_lr model's held-out
+rows) and the evaluation (the baselines' capped sample).
+"""
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from .errors import UserError
+from .rowhash import GOLDEN, MIX1, MIX2, seed_salt, share_bound
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+def key_column(seed: int, row_id: Column) -> Column:
+    """:func:`ctr_pipeline.rowhash.key` as a native Spark expression (64-bit long arithmetic wraps; ANSI off)."""
+    z = row_id.bitwiseXOR(F.lit(_signed(seed_salt(seed)))) + F.lit(_signed(GOLDEN))
+    z = z.bitwiseXOR(F.shiftrightunsigned(z, 30)) * F.lit(_signed(MIX1))
+    z = z.bitwiseXOR(F.shiftrightunsigned(z, 27)) * F.lit(_signed(MIX2))
+    return z.bitwiseXOR(F.shiftrightunsigned(z, 31)).bitwiseXOR(F.lit(-(1 << 63)))
+
+
+def split_share(df: DataFrame, share: float, seed: int) -> tuple[DataFrame, DataFrame]:
+    """(the rest, a ``share`` of ``df``'s rows): the rows whose key falls below :func:`share_bound`."""
+    below = key_column(seed, F.col("row_id")) < F.lit(share_bound(share))
+    return df.filter(~below), df.filter(below)
+
+
+def _rate(limit: int, total: int) -> float:
+    """Share of rows below the first key bound: about 10 standard deviations past the expected cut."""
+    return min(1.0, limit / total * 1.05 + 10 * limit ** 0.5 / total)
+
+
+def capped_sample(df: DataFrame, limit: int, seed: int) -> tuple[DataFrame, int, int]:
+    """An exact simple random sample of at most ``limit`` rows of ``df``: (sample, its rows, rows of df).
+
+    The rows with the ``limit`` smallest keys (the sampler's hash of seed and row_id, uniform over the long
+    range) form the sample. One pass keeps the rows below a key bound a little past the expected cut
+    (about limit * 1.05 rows); their (key, row_id) pairs come to the driver, where the exact cut is found.
+    ``limit`` 0 means no cap.
+    """
+    total = df.count()
+    if limit == 0 or total <= limit:
+        return df, total, total
+    keyed = df.withColumn("_k", key_column(seed, F.col("row_id")))
+    rate = _rate(limit, total)
+    while True:
+        below = keyed.filter(F.col("_k") < share_bound(rate)) if rate < 1.0 else keyed
+        pairs = sorted((r[0], r[1]) for r in below.select("_k", "row_id").collect())
+        if len(pairs) >= limit:
+            break
+        rate = min(1.0, rate * 1.5)  # practically never
+    k, rid = pairs[limit - 1]
+    cut = (F.col("_k") < k) | ((F.col("_k") == k) & (F.col("row_id") <= rid))
+    return below.filter(cut).drop("_k"), limit, total
+
+
+def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], max_rows: int, source: str,
+                key: str = "evaluation.baseline_rows", what: str = "the logistic regression baseline is fit"):
+    """The rows of :func:`capped_sample` on the driver, in one pass over ``df``: (CSR features,
+    {column: numpy array}, rows, rows of df). The rows below the first key bound come with their keys and
+    the driver keeps the ``limit`` smallest. More than ``max_rows`` rows: UserError naming ``source`` and
+    ``key`` (where ``limit`` was set) and ``what`` is done with the rows."""
+    import numpy as np
+
+    from features.spark_io import collect_csr, vector_width
+
+    total = df.count()
+    rows = total if limit == 0 else min(limit, total)
+    if rows > max_rows:
+        raise UserError(f"{source}: {what} in the driver's memory, from at most {max_rows:,} rows; this run "
+                        f"would use {rows:,}. Set {key} to at most {max_rows} (0 means all of train)")
+    width = vector_width(df)
+    if rows == total:
+        x, cols = collect_csr(df, width, columns)
+        return x, cols, rows, total
+    keyed = df.withColumn("_k", key_column(seed, F.col("row_id")))
+    rate = _rate(limit, total)
+    while True:
+        below = keyed.filter(F.col("_k") < share_bound(rate)) if rate < 1.0 else keyed
+        x, cols = collect_csr(below, width, (*columns, "_k", "row_id"))
+        if len(cols["_k"]) >= limit:
+            break
+        rate = min(1.0, rate * 1.5)  # practically never
+    keep = np.sort(np.lexsort((cols["row_id"], cols["_k"]))[:limit])
+    return x[keep], {c: cols[c][keep] for c in columns}, limit, total
