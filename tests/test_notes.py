@@ -101,6 +101,17 @@ def test_wilson_interval():
     assert high[1] != high[1]                                               # no rows: NaN, not an error
 
 
+def test_the_model_table_names_the_shipped_model():
+    from zeppelin.analysis import model_table
+
+    body = {"rows": 10, "positives": 1, "base_rate": 0.1, "mxe": 0.3, "ne": 0.9, "auc": 0.7, "pr_auc": 0.2,
+            "calibration": 1.0}
+    m = {"model": "gbdt_lr", "test": body, "baselines": {"trees": {"test": {**body, "mxe": 0.29}}}}
+    assert model_table(m)["model"].tolist() == ["GBDT leaves + LR (this run)", "its trees alone (XGBoost)"]
+    del m["model"]                                      # metrics.json before training.model existed
+    assert model_table(m)["model"].tolist()[0] == "XGBoost (this run)"
+
+
 def test_parameter_defaults(tmp_path, monkeypatch):
     from zeppelin.display import param
 

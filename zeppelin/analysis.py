@@ -319,12 +319,12 @@ def trees_png(table: pd.DataFrame) -> bytes:
 # ---------------------------------------------------------------------------------------------- evaluation
 
 def model_table(m: Mapping[str, Any]) -> pd.DataFrame:
-    """Per split and model (XGBoost, recalibrated, baselines): the evaluate stage's metrics."""
+    """Per split and model (the shipped model, recalibrated, baselines): the evaluate stage's metrics."""
     from evaluation.report import model_rows
 
     keys = ["rows", "positives", "base_rate", "mxe", "ne", "auc", "pr_auc", "calibration"]
     splits = {s: body for s, body in m.items() if isinstance(body, Mapping) and "mxe" in body}  # metrics.json's form
-    rows = model_rows({"splits": splits, "baselines": m.get("baselines", {})})
+    rows = model_rows({"model": m.get("model", "xgboost"), "splits": splits, "baselines": m.get("baselines", {})})
     return pd.DataFrame([{"split": s, "model": name, **{k: body.get(k) for k in keys}} for s, name, body in rows],
                         columns=["split", "model", *keys])
 
@@ -367,8 +367,9 @@ def lift_table(bins: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 def reliability_png(m: Mapping[str, Any], split: str = "test") -> bytes:
     from evaluation import plots
+    from evaluation.report import short_name
 
-    return plots.reliability(m[split]["reliability"], f"XGBoost, {split}")
+    return plots.reliability(m[split]["reliability"], f"{short_name(m)}, {split}")
 
 
 def scored_split(spark, run: RunDir, split: str = "test"):
