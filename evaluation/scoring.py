@@ -8,7 +8,8 @@ and per vocabulary column the share of values the model never saw in train (the 
 ``OUT/quarantine/`` holds the malformed rows, as the sample stage writes them.
 
 Rows are encoded and predicted in one pass of Arrow batches (the encoder is the features stage's own,
-the prediction ``Booster.inplace_predict`` on the CSR rows, one thread per task), so nothing but the
+the prediction ``Booster.inplace_predict`` of the booster narrowed to the columns its trees split on
+(:mod:`ctr_pipeline.narrow`), one thread per task), so nothing but the
 predictions is written. ``report.json`` is written last: an output without it is unfinished.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ from ctr_pipeline.stage import json_default
 from ctr_pipeline.storage import Location
 
 from . import spark_metrics as sm
-from .boosters import digest, loaded
+from .boosters import digest, narrowed
 from .spark_job import negative_rate
 
 log = logging.getLogger("ctr_pipeline.scoring")
@@ -62,14 +63,14 @@ def predictions(spark: SparkSession, bundle: ModelBundle, t: Any, rows: DataFram
         from .gbdt_lr import from_bytes
 
         fitted, model_bytes, linear_bytes = shared.value
-        booster = loaded(key, model_bytes, threads)
+        booster = narrowed(key, model_bytes, threads)
         hybrid = from_bytes(model_bytes, linear_bytes) if linear_bytes is not None else None
         for b in batches:
             if b.num_rows == 0:
                 continue
             csr = encode(fitted, b.to_pandas()).to_scipy()
             p = np.asarray(hybrid.predict(csr) if hybrid is not None else
-                           booster.inplace_predict(csr, missing=0.0, validate_features=False), dtype=np.float64)
+                           booster.predict(csr), dtype=np.float64)
             arrays = [b.column("row_id"), b.column("label"), pa.array(p)]
             if w is not None:
                 arrays.append(pa.array(p / (p + (1.0 - p) / w)))
@@ -102,14 +103,12 @@ def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: 
     out_names = ["row_id", "label", "w", *carry, *[f"p_{n}" for n in [*names, *linear]]]
 
     def score(batches):
-        models = {n: loaded(keys[n], shared.value[n], threads, keep=len(names)) for n in names}
+        models = {n: narrowed(keys[n], shared.value[n], threads, keep=len(names)) for n in names}
         for b in batches:
             if b.num_rows == 0:
                 continue
             csr = batch_csr(b, width)
-            preds = [pa.array(np.asarray(models[n].inplace_predict(csr, missing=0.0, validate_features=False,
-                                                                   predict_type=kind), dtype=np.float64))
-                     for n in names]
+            preds = [pa.array(np.asarray(models[n].predict(csr, predict_type=kind), dtype=np.float64)) for n in names]
             preds += [pa.array(m.predict(csr), pa.float64()) for m in linear.values()]
             yield pa.RecordBatch.from_arrays([b.column("row_id"), b.column("label").cast(pa.int32()),
                                               b.column("w").cast(pa.float64()),

@@ -8,7 +8,7 @@ CORES = ["sampling.core", "sampling.srs", "features.spec", "features.hashing", "
          "features.encode", "features.featuremap", "features.summary", "training.core", "evaluation.core",
          "evaluation.report", "evaluation.compare", "evaluation.plots", "evaluation.local_metrics",
          "evaluation.logistic",
-         "ctr_pipeline.readers.core", "ctr_pipeline.rowhash",
+         "ctr_pipeline.readers.core", "ctr_pipeline.rowhash", "ctr_pipeline.narrow",
          "ctr_pipeline.config", "ctr_pipeline.demo_data", "ctr_pipeline.runs", "ctr_pipeline.cli",
          "ctr_pipeline.pipeline", "ctr_pipeline.storage", "ctr_pipeline.aws", "emr_configs.definition",
          "emr_configs.validate", "emr_configs.iam", "emr_configs.mrjob_conf", "emr_configs.steps", "emr_configs.cli"]

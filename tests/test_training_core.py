@@ -275,6 +275,61 @@ def test_fold_result_scores_the_held_fold_at_the_best_round():
     assert full["trees"] == 60 and full["mxe"] > got["mxe"]                 # no stopping: overfit at eta 0.9
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_leaf_curve_is_xgboosts_own_curve_and_stops_at_its_best_round(weighted):
+    """The per-round held-out log loss from the leaves equals XGBoost's evaluation of the same rounds, and
+    the rule stops where XGBoost's early stopping does, whichever round the look falls on."""
+    import numpy as np
+    import xgboost as xgb
+    from scipy.sparse import csr_matrix
+
+    from training.heldout import LeafCurve
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    x = csr_matrix(rng.integers(0, 3, size=(n, 30)).astype(np.float32))
+    y = (rng.random(n) < np.where(x[:, 0].toarray().ravel() > 0, 0.35, 0.1)).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, size=n).astype(np.float32) if weighted else None
+    fit, held = np.arange(n) < 3000, np.arange(n) >= 3000
+
+    def matrix(rows):
+        return xgb.DMatrix(x[rows], label=y[rows], weight=None if w is None else w[rows], missing=0.0)
+
+    params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": 5, "learning_rate": 0.7,
+              "nthread": 1, "eval_metric": "logloss"}
+    curves: dict = {}
+    theirs = xgb.train(params, matrix(fit), 80, evals=[(matrix(held), "h")], early_stopping_rounds=6,
+                       evals_result=curves, verbose_eval=False)
+    for every in (1, 4, 10):
+        curve = LeafCurve(x[held], y[held], None if w is None else w[held], 6, every=every)
+        ours = xgb.train(params, matrix(fit), 80, callbacks=[curve], verbose_eval=False)
+        assert curve.best == theirs.best_iteration < curve.stopped < 79
+        assert ours.num_boosted_rounds() - 1 - curve.stopped < every          # at most every - 1 rounds past it
+        assert curve.losses == pytest.approx(curves["h"]["logloss"][:curve.stopped + 1], rel=1e-5)
+    never = LeafCurve(x[held], y[held], None if w is None else w[held], None, every=7)
+    xgb.train(params, matrix(fit), 30, callbacks=[never], verbose_eval=False)
+    assert len(never.losses) == 30 and never.stopped is None                    # the rounds after the last look too
+
+
+def test_fold_result_without_leaves_uses_xgboosts_evaluation():
+    """A booster whose margins the leaves do not give (dart) is stopped by XGBoost's own evaluation."""
+    import numpy as np
+    from scipy.sparse import csr_matrix
+
+    from training.heldout import supported
+    from training.search import fold_result
+
+    assert supported({"objective": "binary:logistic"}) and not supported({"booster": "dart"})
+    assert not supported({"num_parallel_tree": 4}) and not supported({"objective": "reg:squarederror"})
+    rng = np.random.default_rng(4)
+    x = csr_matrix(rng.integers(0, 2, size=(1500, 10)).astype(np.float32))
+    y = (rng.random(1500) < np.where(x[:, 0].toarray().ravel() > 0, 0.4, 0.1)).astype(np.float32)
+    folds = rng.integers(0, 3, size=1500)
+    params = {"objective": "binary:logistic", "booster": "dart", "max_depth": 3, "learning_rate": 0.5}
+    got = fold_result(x, y, None, folds, 0, params, 20, 3, 1)
+    assert 1 <= got["trees"] <= 20 and 0 < got["mxe"] < 0.7 and 0.5 < got["auc"] <= 1
+
+
 @pytest.mark.parametrize("space, method, message", [
     ({"depth": [3]}, "grid", r"'depth' cannot be searched"),
     ({"max_depth": {"min": 2, "max": 5}}, "grid", r"expected a list of numbers, got"),

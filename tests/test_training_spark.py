@@ -171,6 +171,28 @@ def test_cost_aware_rule_stops_and_keeps_the_best_trees(spark, prepared, tmp_pat
     assert xgb.Booster(model_file=str(again.path_of("train") / "booster.ubj")).num_boosted_rounds() == best + 1
 
 
+def test_early_stopping_from_the_leaves_matches_xgboosts_own_evaluation(spark, prepared, tmp_path, monkeypatch):
+    """The validation log computed from the leaves every 10 rounds stops at the round XGBoost's evaluation of
+    every round stops at (7 rounds of patience: not a multiple of 10), with the same log and model."""
+    run, base, _ = prepared
+    cfg = make_cfg(base.input.path, "training.n_estimators=200", "training.learning_rate=0.6",
+                   "training.early_stopping_rounds=7", "training.stopping_rows=400")
+    runs = {}
+    for by, limit in (("leaves", tj.LEAF_ROWS), ("xgboost", 0)):
+        monkeypatch.setattr(tj, "LEAF_ROWS", limit)
+        runs[by] = copy_upstream(run, tmp_path / by)
+        rec = run_stage("train", cfg, runs[by], lambda: spark, force=False)
+        meta = json.loads((runs[by].path_of("train") / "metadata.json").read_text())
+        assert meta["stopping"]["evaluated_by"] == by and meta["stopping"]["validation_rows"] == 400
+        assert meta["trees"] == rec["details"]["best_iteration"] + 1 < 200
+    history = {by: json.loads((r.path_of("train") / "history.json").read_text()) for by, r in runs.items()}
+    ours, theirs = history["leaves"]["validation"]["logloss"], history["xgboost"]["validation"]["logloss"]
+    assert len(ours) == len(theirs) and (len(ours) - 1) % 10 != 9 and len(history["leaves"]["training"]["logloss"]) == len(ours)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+    np.testing.assert_allclose(predictions(spark, runs["leaves"], runs["leaves"].path_of("train")),
+                               predictions(spark, runs["xgboost"], runs["xgboost"].path_of("train")), rtol=0, atol=1e-6)
+
+
 def test_kill_9_then_resume_gives_the_uninterrupted_model(spark, prepared, tmp_path):
     """A real training process killed with SIGKILL mid-way; `train --resume` ends with the same model."""
     run, _, _ = prepared
@@ -317,6 +339,7 @@ def test_default_search_within_its_budget_then_early_stopping_on_a_validation_sa
     assert search["space"] == RECOMMENDED_SPACE and set(search["best"]) == set(RECOMMENDED_SPACE)
     assert all(rec["details"]["params"][k] == v for k, v in search["best"].items())
     assert meta["stopping"] == {"early_stopping_rounds": 20, "validation_rows": 300, "min_relative_gain": None,
+                                "evaluated_by": "leaves",
                                 "gain_window": 20} and meta["best_iteration"] is not None
     assert meta["data"]["rows"]["validation"] == rec["rows"]["validation"] > 300     # all read, 300 evaluated
     assert any(line.startswith("search: 3 candidates (random) x 3 folds on an exact sample of 2,000 of ")

@@ -147,6 +147,8 @@ def fold_result(x, y: np.ndarray, w: Optional[np.ndarray], folds: np.ndarray, fo
     fold itself: a little optimistic, alike for every candidate), else at the last; the trees kept and the seconds taken."""
     import xgboost as xgb
 
+    from . import heldout
+
     started = time.monotonic()
     held = folds == fold
 
@@ -155,13 +157,27 @@ def fold_result(x, y: np.ndarray, w: Optional[np.ndarray], folds: np.ndarray, fo
                            nthread=nthread)
 
     dtrain, dheld = matrix(~held), matrix(held)
-    curves: dict = {}
-    booster = xgb.train({**params, "nthread": nthread, "eval_metric": ["auc", "logloss"]}, dtrain, rounds,
-                        evals=[(dheld, "held")], early_stopping_rounds=stopping, evals_result=curves,
-                        verbose_eval=False)
-    best = booster.best_iteration if stopping else len(curves["held"]["logloss"]) - 1
-    return {"mxe": float(curves["held"]["logloss"][best]), "auc": float(curves["held"]["auc"][best]),
+    train_params = {**params, "nthread": nthread, "eval_metric": ["auc", "logloss"]}
+    if heldout.supported(params):   # early stopping from the leaves: see training.heldout
+        curve = heldout.LeafCurve(x[held], y[held], None if w is None else w[held], stopping)
+        booster = xgb.train(train_params, dtrain, rounds, callbacks=[curve] if stopping else None,
+                            verbose_eval=False)
+        best = curve.best if stopping else booster.num_boosted_rounds() - 1
+        scores = held_scores(booster[:best + 1], dheld)
+    else:
+        curves: dict = {}
+        booster = xgb.train(train_params, dtrain, rounds, evals=[(dheld, "held")], early_stopping_rounds=stopping,
+                            evals_result=curves, verbose_eval=False)
+        best = booster.best_iteration if stopping else len(curves["held"]["logloss"]) - 1
+        scores = {m: float(curves["held"][m][best]) for m in ("auc", "logloss")}
+    return {"mxe": scores["logloss"], "auc": scores["auc"],
             "rows": int(held.sum()), "trees": best + 1, "seconds": round(time.monotonic() - started, 3)}
+
+
+def held_scores(booster, held) -> dict[str, float]:
+    """The booster's metrics on DMatrix ``held`` by XGBoost's own evaluation: {metric name: value}."""
+    line = booster.eval_set([(held, "held")])
+    return {k[len("held-"):]: float(v) for k, v in (item.split(":") for item in line.split("\t")[1:])}
 
 
 # Booster parameters under which some columns may be pruned without changing a tree: column subsampling
