@@ -19,12 +19,30 @@ def _signed(x: int) -> int:
     return x - (1 << 64) if x >= 1 << 63 else x
 
 
-def key_column(seed: int, row_id: Column) -> Column:
-    """:func:`ctr_pipeline.rowhash.key` as a native Spark expression (64-bit long arithmetic wraps; ANSI off)."""
-    z = row_id.bitwiseXOR(F.lit(_signed(seed_salt(seed)))) + F.lit(_signed(GOLDEN))
+def mix64_column(x: Column) -> Column:
+    """:func:`ctr_pipeline.rowhash.mix64` of a long column as a native Spark expression, as a signed long
+    (64-bit long arithmetic wraps; ANSI off)."""
+    z = x + F.lit(_signed(GOLDEN))
     z = z.bitwiseXOR(F.shiftrightunsigned(z, 30)) * F.lit(_signed(MIX1))
     z = z.bitwiseXOR(F.shiftrightunsigned(z, 27)) * F.lit(_signed(MIX2))
-    return z.bitwiseXOR(F.shiftrightunsigned(z, 31)).bitwiseXOR(F.lit(-(1 << 63)))
+    return z.bitwiseXOR(F.shiftrightunsigned(z, 31))
+
+
+def key_column(seed: int, row_id: Column) -> Column:
+    """:func:`ctr_pipeline.rowhash.key` as a native Spark expression (64-bit long arithmetic wraps; ANSI off)."""
+    return mix64_column(row_id.bitwiseXOR(F.lit(_signed(seed_salt(seed))))).bitwiseXOR(F.lit(-(1 << 63)))
+
+
+def id_digest(df: DataFrame) -> str:
+    """:func:`sampling.srs.digest` of ``df``'s ``row_id`` values in one Spark aggregate (ANSI off): the
+    count and the sum of their SplitMix64 mod 2**64, summed as two 32-bit halves in decimals (no overflow
+    at any row count)."""
+    z = mix64_column(F.col("row_id"))
+    halves = [F.sum(F.shiftrightunsigned(z, 32).cast("decimal(38,0)")).alias("hi"),
+              F.sum(z.bitwiseAND(F.lit(0xFFFFFFFF)).cast("decimal(38,0)")).alias("lo")]
+    got = df.agg(F.count(F.lit(1)).alias("n"), *halves).first()
+    total = ((int(got["hi"] or 0) << 32) + int(got["lo"] or 0)) & ((1 << 64) - 1)
+    return f"{got['n']:x}-{total:016x}"
 
 
 def split_share(df: DataFrame, share: float, seed: int) -> tuple[DataFrame, DataFrame]:

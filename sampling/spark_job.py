@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from ctr_pipeline.config import parse_duration
 from ctr_pipeline.errors import InputDataError, UserError
 from ctr_pipeline.readers.spark import read_input
+from ctr_pipeline.rowsample import id_digest
 from ctr_pipeline.schema import SPLIT_NAMES
 from ctr_pipeline.spark import temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
@@ -180,14 +181,6 @@ def sample_with_mrjob(cfg, spark, df: DataFrame, total: int, out: Location) -> t
     return engine_report(cfg, pool, info["targets"], info["counts"], engine, info["waitlists"])
 
 
-def _batch_digests(batches):
-    """mapInArrow body: the digest of each batch of row ids (vectorised; parts combine exactly)."""
-    import pyarrow as pa
-
-    for b in batches:
-        yield pa.RecordBatch.from_arrays([pa.array([srs.digest_array(b.column(0).to_numpy())])], names=["d"])
-
-
 def describe_sets(spark, out: Location, stratify_by: Optional[str] = None) -> tuple[dict, dict, dict]:
     """Rows, order-independent row-id digest and (when stratified) rows per stratum of each set."""
     rows, digests, per_stratum = {}, {}, {}
@@ -198,8 +191,8 @@ def describe_sets(spark, out: Location, stratify_by: Optional[str] = None) -> tu
             strata = stratum_expr(stratify_by).alias("s")
             per_stratum[name] = {r["s"]: r["count"] for r in
                                  spark.read.parquet(str(out / name)).groupBy(strata).count().collect()}
-        parts = spark.read.parquet(str(out / name)).select("row_id").mapInArrow(_batch_digests, "d string")
-        digests[name] = srs.combine_digests(r["d"] for r in parts.collect())
+        with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
+            digests[name] = id_digest(spark.read.parquet(str(out / name)).select("row_id"))
         rows[name] = srs.digest_count(digests[name])  # the digest pass counted the rows too
         log.info("sample: %s: %s rows", name, f"{rows[name]:,}")
     return rows, digests, per_stratum

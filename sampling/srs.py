@@ -203,12 +203,6 @@ def digest(row_ids: Iterable[int]) -> str:
     return f"{count:x}-{total:016x}"
 
 
-def digest_array(row_ids: np.ndarray) -> str:
-    """Vectorised :func:`digest` of int64 row ids (the same text)."""
-    mixed = mix64_array(row_ids.astype(np.int64).view(np.uint64))
-    return f"{len(mixed):x}-{int(mixed.sum(dtype=np.uint64)):016x}"
-
-
 def digest_count(digest_text: str) -> int:
     """The number of row ids a digest covers."""
     return int(digest_text.split("-")[0], 16)

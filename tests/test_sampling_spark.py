@@ -155,3 +155,16 @@ def test_mrjob_engine_selects_the_same_rows_as_spark(spark, tmp_path, demo_tsv, 
     assert {k: v["digest"] for k, v in a["sets"].items()} == {k: v["digest"] for k, v in b["sets"].items()}
     assert spark.read.parquet(str(mr_run.path_of("sample") / "train")).columns == \
         spark.read.parquet(str(spark_run.path_of("sample") / "train")).columns
+
+
+def test_spark_digest_is_the_pure_digest_at_the_edges(spark):
+    """One Spark aggregate gives :func:`sampling.srs.digest`: ids whose SplitMix64 sums wrap past 2**64,
+    the largest id, and no rows at all."""
+    from ctr_pipeline.rowsample import id_digest
+    from ctr_pipeline.spark import temporary_conf
+
+    ids = [0, 1, 7, (1 << 63) - 1, (1 << 62) + 12345, *range(1000, 3000)]
+    df = spark.createDataFrame([(i,) for i in ids], "row_id long")
+    with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
+        assert id_digest(df) == srs.digest(ids)
+        assert id_digest(df.limit(0)) == srs.digest([])

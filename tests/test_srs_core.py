@@ -100,6 +100,3 @@ def test_digest_is_order_independent_and_combines():
     assert srs.digest_count(srs.digest(range(300))) == 300 and srs.digest_count(srs.digest([])) == 0
 
 
-@given(st.lists(st.integers(min_value=0, max_value=(1 << 63) - 1), max_size=300))
-def test_vectorised_digest_equals_digest(ids):
-    assert srs.digest_array(np.array(ids, dtype=np.int64)) == srs.digest(ids)
