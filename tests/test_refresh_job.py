@@ -114,6 +114,39 @@ def test_a_publish_cut_short_is_finished_by_the_rerun_without_a_second_version(t
 
 # ---------------------------------------------------------------------------------------------- on Spark
 
+def test_validation_curve_is_the_champion_plus_k_added_trees_at_full_width(spark, tmp_path):
+    """The continuation's curve, from boosters narrowed to their split columns, is the weighted log loss of
+    the champion's margin plus the first k added trees, as full-width XGBoost predicts them."""
+    import numpy as np
+    import xgboost as xgb
+    from pyspark.ml.linalg import SparseVector
+    from scipy.sparse import random as sparse_random
+
+    from ctr_pipeline.refresh.job import validation_curve
+
+    rng = np.random.default_rng(8)
+    width, n = 3000, 1500
+    x = sparse_random(n, width, density=6 / width, format="csr", random_state=rng, dtype=np.float64)
+    x.data = np.round(x.data * 3) + 1
+    y = (rng.random(n) < 0.15 + 0.5 * (x[:, :40].sum(axis=1).A.ravel() > 0)).astype(np.float64)
+    w = rng.uniform(0.5, 2.0, n)
+    params = {"objective": "binary:logistic", "max_depth": 3, "nthread": 1}
+    champion = xgb.train(params, xgb.DMatrix(x, label=y, missing=0.0), 6)
+    base = champion.predict(xgb.DMatrix(x, missing=0.0), output_margin=True)
+    added = xgb.train(params, xgb.DMatrix(x, label=y, missing=0.0, base_margin=base), 5)
+    rows = [(i, int(y[i]), float(w[i]), SparseVector(width, x[i].indices.tolist(), x[i].data.tolist())) for i in range(n)]
+    path = str(tmp_path / "validation")
+    spark.createDataFrame(rows, ["row_id", "label", "weight", "features"]).repartition(3).write.parquet(path)
+    got = validation_curve(spark, bytes(champion.save_raw("ubj")), bytes(added.save_raw("ubj")), path, width)
+    full = xgb.DMatrix(x, missing=0.0, base_margin=base)
+    want = []
+    for k in range(6):
+        m = base if k == 0 else added.predict(full, output_margin=True, iteration_range=(0, k))
+        p = np.clip(1 / (1 + np.exp(-m.astype(np.float64))), 1e-15, 1 - 1e-15)
+        want.append(float(np.sum(w * -(y * np.log(p) + (1 - y) * np.log1p(-p))) / w.sum()))
+    assert got == pytest.approx(want, rel=1e-9)
+
+
 @pytest.fixture(scope="module")
 def days(spark, tmp_path_factory):
     """Day 1 trained and registered as champion; day 2 drifted; day 3 corrupted and clickless copies."""

@@ -141,13 +141,15 @@ def validation_curve(spark: SparkSession, champion: bytes, added: bytes, path: s
     def losses(batches):
         import xgboost
 
-        models = []
+        from ctr_pipeline.narrow import narrow
+
+        models = []   # narrowed to the columns their trees split on: each predict costs rows x those columns
         for raw in shared.value:
             b = xgboost.Booster()
             b.load_model(bytearray(raw))
             b.set_param({"nthread": 1})
-            models.append(b)
-        rounds = models[1].num_boosted_rounds()
+            models.append(narrow(b))
+        rounds = models[1].booster.num_boosted_rounds()
         sums, total = np.zeros(rounds + 1), 0.0
         for b in batches:
             if b.num_rows == 0:
@@ -155,10 +157,10 @@ def validation_curve(spark: SparkSession, champion: bytes, added: bytes, path: s
             csr = batch_csr(b, width)
             y = b.column("label").to_numpy(zero_copy_only=False).astype(np.float64)
             w = b.column(weight).to_numpy(zero_copy_only=False) if weight else np.ones(b.num_rows)
-            base = models[0].inplace_predict(csr, missing=0.0, predict_type="margin", validate_features=False)
-            dm = xgboost.DMatrix(csr, missing=0.0, base_margin=base)
+            base = models[0].predict(csr, predict_type="margin")
+            dm = xgboost.DMatrix(models[1].take(csr), missing=0.0, base_margin=base)
             for k in range(rounds + 1):
-                margin = base if k == 0 else models[1].predict(dm, output_margin=True, iteration_range=(0, k))
+                margin = base if k == 0 else models[1].booster.predict(dm, output_margin=True, iteration_range=(0, k))
                 p = np.clip(1.0 / (1.0 + np.exp(-np.asarray(margin, np.float64))), 1e-15, 1 - 1e-15)
                 sums[k] += float(np.sum(w * -(y * np.log(p) + (1 - y) * np.log1p(-p))))
             total += float(w.sum())
