@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.sparse import csr_matrix, hstack
 
-from .boosters import digest, loaded
+from .boosters import digest, loaded, narrowed
 from .core import mxe
 from .logistic import LinearModel
 
@@ -42,12 +42,11 @@ def leaf_columns(leaves: np.ndarray, nodes: int) -> csr_matrix:
     return csr_matrix((np.ones(rows * trees), columns, indptr), shape=(rows, trees * nodes))
 
 
-def leaf_design(booster, nodes: int, x: csr_matrix) -> csr_matrix:
-    """The linear model's columns for rows ``x``: one-hot leaves of ``booster``'s trees, then ``x`` itself
-    (absent entries and zeros missing to the trees, as the pipeline's scoring treats them)."""
-    import xgboost
-
-    leaves = booster.predict(xgboost.DMatrix(x, missing=0.0), pred_leaf=True)
+def leaf_design(trees, nodes: int, x: csr_matrix) -> csr_matrix:
+    """The linear model's columns for rows ``x``: one-hot leaves of the trees (a booster narrowed to its
+    split columns, :func:`evaluation.boosters.narrowed`: the same leaves at a fraction of the cost), then
+    ``x`` itself (absent entries and zeros missing to the trees, as the pipeline's scoring treats them)."""
+    leaves = trees.booster.predict(trees.matrix(x), pred_leaf=True)
     return hstack([leaf_columns(leaves, nodes), x], format="csr")
 
 
@@ -64,7 +63,7 @@ class GbdtLrModel:
         object.__setattr__(self, "key", digest(self.booster_raw))
 
     def predict(self, x: csr_matrix) -> np.ndarray:
-        return self.linear.predict(leaf_design(loaded(self.key, self.booster_raw), self.nodes, x))
+        return self.linear.predict(leaf_design(narrowed(self.key, self.booster_raw), self.nodes, x))
 
 
 def to_bytes(model: GbdtLrModel) -> bytes:
@@ -103,9 +102,8 @@ def fit(booster_raw: bytes, x: csr_matrix, y: np.ndarray, w: np.ndarray, row_ids
     """Fit on rows the booster's trees did not see (``fit_on`` says which): each of ``regs`` on 80% of them,
     the best by MXE on the other 20% refit on all. ``fit_linear(x, y, w, reg)`` is
     :func:`evaluation.logistic.fit`."""
-    booster = loaded(digest(booster_raw), booster_raw)
-    nodes = nodes_per_tree(booster)
-    design = leaf_design(booster, nodes, csr_matrix(x))
+    nodes = nodes_per_tree(loaded(digest(booster_raw), booster_raw))
+    design = leaf_design(narrowed(digest(booster_raw), booster_raw), nodes, csr_matrix(x))
     pick = select_mask(row_ids, seed)
     if pick.all() or not pick.any() or len(set(np.asarray(y)[pick])) < 2:
         raise ValueError(f"gbdt_lr: {len(y):,} rows are too few to hold out {SELECT_SHARE:.0%} with both labels")
