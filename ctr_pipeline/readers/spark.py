@@ -202,12 +202,14 @@ class KeptRows:
     checkpointed: bool
 
     def release(self) -> None:
+        """Drop the kept rows, waiting for it: a removal still in flight when the CLI stops the session
+        right after the stage printed RejectedExecutionException stack traces (seen once, after `sample`)."""
         if not self.checkpointed:
-            self.df.unpersist()
+            self.df.unpersist(blocking=True)
             return
         plan = self.df._jdf.queryExecution().analyzed()   # a LogicalRDD over the checkpointed RDD
         if plan.nodeName() == "LogicalRDD":
-            plan.rdd().unpersist(False)
+            plan.rdd().unpersist(True)
 
 
 def keep_rows(spark: SparkSession, parsed: DataFrame, text_bytes: int) -> tuple[DataFrame, KeptRows]:
