@@ -95,17 +95,18 @@ class LeafCurve(TrainingCallback):
         return self.curve.losses
 
     def _look(self, model) -> None:
+        from .core import best_round, patience_stop
+
         if self.stopped is not None:
             return
         seen = len(self.curve.losses)
         losses = self.curve.update(model)
-        for r in range(seen, len(losses)):
-            if self.best is None or losses[r] < losses[self.best]:
-                self.best = r
-            elif self.patience is not None and r - self.best >= self.patience:
+        for r in range(seen, len(losses)):   # every new round, in order: the first that stops
+            if self.patience is not None and patience_stop(losses[: r + 1], self.patience):
                 self.stopped = r
                 self.curve.truncate(r + 1)
                 break
+        self.best = best_round(self.curve.losses)
 
     def after_iteration(self, model, epoch: int, evals_log) -> bool:
         if model.num_boosted_rounds() - len(self.curve.losses) >= self.every:

@@ -242,8 +242,9 @@ def run(ctx: StageContext) -> StageResult:
             params.update(search["best"])
     held, stopping_on = None, None
     if validation is not None:
-        held, stopping_on, rows["validation"] = stopping_sample(ctx, params, validation)
-        if held is not None:
+        sampled = stopping_sample(ctx, params, validation)
+        if sampled is not None:
+            held, stopping_on, rows["validation"] = sampled
             del params["validation_indicator_col"]   # xgboost.spark trains on train alone
         else:
             valid, stopping_on, rows["validation"] = capped_sample(validation, t.stopping_rows, t.search_seed + 2)
@@ -307,9 +308,9 @@ def run(ctx: StageContext) -> StageResult:
 LEAF_ROWS = 200_000   # validation rows early stopping holds in the driver and in every worker, at most
 
 
-def stopping_sample(ctx: StageContext, params: dict, validation) -> tuple[Optional[LeafLosses], int, int]:
-    """(the stopping sample of ``validation`` as :class:`LeafLosses`, its rows, validation rows), or (None, ...)
-    when XGBoost must evaluate it itself: on cuda (whose predictor has no per-row cost in the width), for a
+def stopping_sample(ctx: StageContext, params: dict, validation) -> Optional[tuple[LeafLosses, int, int]]:
+    """(the stopping sample of ``validation`` as :class:`LeafLosses`, its rows, validation rows), or None when
+    XGBoost must evaluate it itself: on cuda (whose predictor has no per-row cost in the width), for a
     booster whose margins the leaves do not give, or for a sample over LEAF_ROWS rows.
 
     Why the leaves: XGBoost's CPU prediction costs rows x columns per call (see :mod:`training.heldout`);
@@ -318,10 +319,10 @@ def stopping_sample(ctx: StageContext, params: dict, validation) -> tuple[Option
     from ctr_pipeline.rowsample import capped_rows
 
     t = ctx.cfg.training
-    total = validation.count()
-    rows = total if t.stopping_rows == 0 else min(t.stopping_rows, total)
-    if params.get("device", "cpu") != "cpu" or rows > LEAF_ROWS or not heldout.supported(booster_params(params)):
-        return None, rows, total
+    if params.get("device", "cpu") != "cpu" or not heldout.supported(booster_params(params)):
+        return None
+    if (t.stopping_rows or validation.count()) > LEAF_ROWS:   # 0: all rows, counted only then
+        return None
     columns = ("label", "weight") if "weight" in validation.columns else ("label",)
     x, cols, rows, total = capped_rows(validation, t.stopping_rows, t.search_seed + 2, columns, LEAF_ROWS,
                                       ctx.cfg.source_of("training.stopping_rows"), key="training.stopping_rows",
