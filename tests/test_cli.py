@@ -66,7 +66,8 @@ def test_demo_data_then_run_end_to_end(demo_run):
         assert f"{stage}: started" in proc.stderr and f"{stage}: done in" in proc.stderr
     assert re.search(r"^  train +[0-9.]+ +[0-9,]+  train 6,400, validation 800$", proc.stdout, re.M), \
         proc.stdout                                                        # rows/s; validation for early stopping
-    assert re.search(r"^  model: \d+ trees \(hist, cpu, 2 worker\(s\)\), best iteration \d+$", proc.stdout, re.M)
+    assert re.search(r"^  model: \d+ trees \(hist, cpu, the driver, 2 thread\(s\)\), best iteration \d+$", proc.stdout,
+                     re.M)
     for noise in ("training-logloss", "XGBoost-PySpark", "SparkStringUtils", "All paths were ignored"):
         assert noise not in proc.stderr, noise
     manifest = json.loads((run / "manifest.json").read_text())
@@ -137,7 +138,8 @@ def test_java_out_of_memory_kills_the_driver_and_is_named_with_the_setting(demo_
     [line] = [x for x in again.stderr.splitlines() if x.startswith("ctr-pipeline:")] or [again.stderr[-3000:]]
     assert line.startswith("ctr-pipeline: failed: features stage failed: Spark's driver JVM died: Java ran out of "
                            "memory (OutOfMemoryError: Java heap space): raise spark.driver_memory"), line
-    assert "Traceback" not in again.stderr and "ERROR" not in again.stderr and "Connection refused" not in line
+    assert "Traceback" not in again.stderr and "ERROR" not in again.stderr and "Connection refused" not in line, \
+        again.stderr
     [log] = (run / "logs").iterdir()
     assert f"(full trace: {log})" in line and "java.lang.OutOfMemoryError" in log.read_text()
     assert not (run / "run.lock").exists() and not (run / ".staging").exists() and not (run / "features").exists()

@@ -212,3 +212,29 @@ def test_saved_transform_applies_to_new_data_identically(spark, feature_run, tmp
     a = {r["row_id"]: r["features"] for r in again.collect()}
     b = {r["row_id"]: r["features"] for r in stage.collect()}
     assert a == b and len(a) > 0
+
+
+def test_the_driver_reads_a_split_as_spark_collects_it(spark, feature_run):
+    """features.arrow_io reads the Parquet files without Spark: the same rows, values and labels as Spark's
+    collection, in row_id order, float32; a row filter (a gbdt_lr model's tree rows) keeps what Spark's
+    filter keeps."""
+    from ctr_pipeline.storage import Location
+    from features.arrow_io import read_csr
+    from features.spark_io import collect_csr, vector_width
+    from training import gbdt_lr_spark
+
+    run, _, _ = feature_run
+    split = run.path_of("features") / "train"
+    df = read_features(spark, str(split))
+    width = vector_width(df)
+    want, cols = collect_csr(df, width, ("row_id", "label"))
+    order = np.argsort(cols["row_id"])
+    got, mine = read_csr(Location.of(split), width, ("row_id", "label"))
+    assert got.dtype == np.float32 and got.shape == (df.count(), width)
+    np.testing.assert_array_equal(mine["row_id"], cols["row_id"][order])
+    np.testing.assert_array_equal(mine["label"], cols["label"][order])
+    assert (got != want[order].astype(np.float32)).nnz == 0
+    trees, _ = gbdt_lr_spark.held_out(df, 0.3, 5)
+    kept, kept_cols = read_csr(Location.of(split), width, ("row_id",), gbdt_lr_spark.tree_rows_mask(0.3, 5))
+    expected = sorted(r[0] for r in trees.select("row_id").collect())
+    assert kept_cols["row_id"].tolist() == expected and 0 < len(expected) < df.count() and kept.shape[0] == len(expected)

@@ -419,3 +419,14 @@ def test_the_budget_pays_for_candidates_by_the_rows_they_train_on():
     line = search_line(skipped_search(t, 80_000, 0, 6))
     assert line == ("search: skipped: training.search_budget 0.5 x 80,000 train rows pays for 0 of 6 candidates at "
                     "2 x 50,000 rows each; a search needs 2 (null: no limit)")
+
+
+def test_engine_auto_trains_in_the_driver_only_on_a_local_master_on_cpu_with_workers_auto():
+    from training.core import engine_for
+
+    assert engine_for("auto", "local[2]", "cpu", "auto") == "driver"
+    assert engine_for("auto", "local[*]", "cpu", 2) == "spark"                 # workers asked for
+    assert engine_for("auto", "local[2]", "cuda", "auto") == "spark"
+    assert engine_for("auto", "spark://127.0.0.1:7077", "cpu", "auto") == "spark"
+    assert engine_for("auto", "yarn", "cpu", "auto") == "spark"
+    assert engine_for("driver", "yarn", "cpu", 4) == "driver" and engine_for("spark", "local", "cpu", "auto") == "spark"

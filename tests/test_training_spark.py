@@ -17,7 +17,7 @@ import pytest
 from ctr_pipeline.config import build_config, flag_layer, parse_set_option
 from ctr_pipeline.pipeline import run_stage, run_stages
 from ctr_pipeline.runs import RunDir
-from features.spark_io import read_features
+from features.spark_io import read_features, vector_width
 from training import callbacks as cb
 from training import spark_job as tj
 
@@ -100,8 +100,38 @@ def test_outputs_history_and_metadata(prepared):
         f"round-{r:06d}.ubj" for r in (5, 10, 15, 20, 25)]
 
 
-def test_injected_failure_is_retried_from_the_checkpoint(spark, prepared, tmp_path, monkeypatch, caplog):
+def test_driver_engine_trains_what_xgboost_trains_on_the_same_rows(spark, prepared):
+    """On a local master the default engine trains in the driver: the model is xgboost.train's on train's
+    rows in row_id order, with the stage's parameters on 2 threads."""
+    import xgboost as xgb
+    from scipy.sparse import csr_matrix
+
+    from training.core import booster_params
+
+    run, _, reference = prepared
+    meta = json.loads((run.path_of("train") / "metadata.json").read_text())
+    assert meta["engine"] == {"setting": "auto", "ran": "driver", "threads": 2}
+    rows = read_features(spark, str(run.path_of("features") / "train")).orderBy("row_id").collect()
+    indptr = np.cumsum([0] + [len(r["features"].indices) for r in rows])
+    x = csr_matrix((np.concatenate([r["features"].values for r in rows]),
+                    np.concatenate([r["features"].indices for r in rows]), indptr),
+                   shape=(len(rows), rows[0]["features"].size))
+    booster = xgb.train({**booster_params(meta["params"]), "nthread": 2},
+                        xgb.DMatrix(x, label=[r["label"] for r in rows], missing=0.0), 30)
+    scratch = run.root.parent / "plain"
+    scratch.mkdir(exist_ok=True)
+    booster.save_model(str(scratch / "booster.ubj"))
+    np.testing.assert_allclose(predictions(spark, run, scratch), reference, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("engine", ["driver", "spark"])
+def test_injected_failure_is_retried_from_the_checkpoint(spark, prepared, tmp_path, monkeypatch, caplog, engine):
     run, cfg, reference = prepared
+    if engine == "spark":   # xgboost.spark's 2 workers grow another model than the driver: its own reference
+        cfg = make_cfg(cfg.input.path, "training.n_estimators=30", "training.engine=spark")
+        uninterrupted = copy_upstream(run, tmp_path / "reference")
+        run_stage("train", cfg, uninterrupted, lambda: spark, force=False)
+        reference = predictions(spark, uninterrupted, uninterrupted.path_of("train"))
     again = copy_upstream(run, tmp_path / "retry")
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     monkeypatch.setattr(tj, "PipelineCallback", FailOnce)
@@ -171,19 +201,23 @@ def test_cost_aware_rule_stops_and_keeps_the_best_trees(spark, prepared, tmp_pat
     assert xgb.Booster(model_file=str(again.path_of("train") / "booster.ubj")).num_boosted_rounds() == best + 1
 
 
-def test_early_stopping_from_the_leaves_matches_xgboosts_own_evaluation(spark, prepared, tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine", ["driver", "spark"])
+def test_early_stopping_from_the_leaves_matches_xgboosts_own_evaluation(spark, prepared, tmp_path, monkeypatch, engine):
     """The validation log computed from the leaves every 10 rounds stops at the round XGBoost's evaluation of
-    every round stops at (7 rounds of patience: not a multiple of 10), with the same log and model."""
+    every round stops at (7 rounds of patience: not a multiple of 10), with the same log and model; in the
+    driver and on xgboost.spark's workers."""
     run, base, _ = prepared
     cfg = make_cfg(base.input.path, "training.n_estimators=200", "training.learning_rate=0.6",
-                   "training.early_stopping_rounds=7", "training.stopping_rows=400")
+                   "training.early_stopping_rounds=7", "training.stopping_rows=400", f"training.engine={engine}")
     runs = {}
-    for by, limit in (("leaves", tj.LEAF_ROWS), ("xgboost", 0)):
-        monkeypatch.setattr(tj, "LEAF_ROWS", limit)
+    supported = tj.heldout.supported
+    for by in ("leaves", "xgboost"):
+        monkeypatch.setattr(tj.heldout, "supported", supported if by == "leaves" else lambda params: False)
         runs[by] = copy_upstream(run, tmp_path / by)
         rec = run_stage("train", cfg, runs[by], lambda: spark, force=False)
         meta = json.loads((runs[by].path_of("train") / "metadata.json").read_text())
         assert meta["stopping"]["evaluated_by"] == by and meta["stopping"]["validation_rows"] == 400
+        assert meta["engine"] == {"setting": engine, "ran": engine, "threads": 2 if engine == "driver" else None}
         assert meta["trees"] == rec["details"]["best_iteration"] + 1 < 200
     history = {by: json.loads((r.path_of("train") / "history.json").read_text()) for by, r in runs.items()}
     ours, theirs = history["leaves"]["validation"]["logloss"], history["xgboost"]["validation"]["logloss"]
@@ -313,6 +347,11 @@ def test_sampled_search_runs_one_task_per_candidate_and_fold_and_resumes(spark, 
     np.testing.assert_allclose(again["mxe_mean"], table["mxe_mean"], rtol=0, atol=1e-12)
     shuffled, _ = run_sampled_search(c.training, base, train.repartition(7), tmp_path / "cv2", 5, "test")
     assert shuffled.equals(table)                          # the rows' partitioning and order do not matter
+    from training import driver_fit                        # the driver engine samples the rows it holds
+    held = driver_fit.load(run.path_of("features") / "train", vector_width(train), False, 2)
+    in_driver, info3 = run_sampled_search(c.training, base, train, tmp_path / "cv3", 5, "test",
+                                          held=(held.x, held.columns()))
+    assert in_driver.equals(table) and info3["rows"] == 1500 and info3["tasks_run"] == 12
 
 
 def test_default_search_within_its_budget_then_early_stopping_on_a_validation_sample(spark, prepared, tmp_path):

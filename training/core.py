@@ -98,6 +98,15 @@ def workers_for(setting: Union[int, str], slots: int, source: str) -> int:
     return int(setting)
 
 
+def engine_for(setting: str, master: str, device: str, num_workers: Union[int, str]) -> str:
+    """``training.engine`` resolved: ``driver`` or ``spark``. ``auto`` trains in the driver when Spark's
+    master is local (the workers would be processes on the same cores), the device is cpu and num_workers
+    is auto (a number asks for xgboost.spark's workers)."""
+    if setting != "auto":
+        return setting
+    return "driver" if master.startswith("local") and device == "cpu" and num_workers == "auto" else "spark"
+
+
 def check_workers(num_workers: int, slots: int, source: str) -> None:
     """xgboost.spark waits forever for barrier slots it cannot get: fail up front instead."""
     if num_workers > slots:

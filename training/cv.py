@@ -107,13 +107,31 @@ SEARCH_DRIVER_ROWS = 4_000_000   # the sample is held by the driver and by every
 
 
 
+def sample_held_rows(t: TrainingConfig, x, cols: dict[str, np.ndarray], source: str):
+    """:func:`ctr_pipeline.rowsample.capped_rows`' exact sample of the search, with its folds, taken from rows
+    the driver already holds (CSR ``x``, {"row_id", "label"[, "weight"]: array}): the same rows."""
+    from ctr_pipeline.errors import UserError
+    from ctr_pipeline.rowhash import keys
+
+    total = len(cols["row_id"])
+    rows = total if t.search_rows == 0 else min(t.search_rows, total)
+    if rows > SEARCH_DRIVER_ROWS:
+        raise UserError(f"{source}: the search's sample is held in the driver's memory, from at most "
+                        f"{SEARCH_DRIVER_ROWS:,} rows; this run would use {rows:,}. Set training.search_rows to at "
+                        f"most {SEARCH_DRIVER_ROWS} (0 means all of train)")
+    if rows < total:
+        pick = np.sort(np.lexsort((cols["row_id"], keys(t.search_seed + 1, cols["row_id"])))[:rows])
+        x, cols = x[pick], {c: v[pick] for c, v in cols.items()}
+    return x, {**cols, FOLD: keys(t.search_seed, cols["row_id"]) % t.search_folds}, rows, total
+
+
 def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame,
                        folder: "Location | str | os.PathLike", stopping: Optional[int], source: str,
-                       limit: Optional[int] = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                       limit: Optional[int] = None, held: Optional[tuple] = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Cross-validate the first ``limit`` candidates (all: None) on an exact sample of ``t.search_rows`` train
-    rows, one Spark task per
-    (candidate, fold) not already recorded in ``folder``; return the CV table (best first) and what was
-    searched on (rows, rows of train, tasks run, seconds including the sample's collection)."""
+    rows, one Spark task per (candidate, fold) not already recorded in ``folder``; return the CV table (best
+    first) and what was searched on (rows, rows of train, tasks run, seconds including the sample's
+    collection). ``held``: train's rows already in the driver (CSR, {column: array}), sampled there instead."""
     from ctr_pipeline.rowsample import capped_rows
 
     started = time.monotonic()
@@ -123,9 +141,12 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
     cands = search_candidates(t, base, limit)
     weighted = "weight" in train.columns
     columns = ("row_id", "label", FOLD, "weight") if weighted else ("row_id", "label", FOLD)
-    x, cols, rows, total = capped_rows(with_folds(train, t.search_folds, t.search_seed), t.search_rows,
-                                       t.search_seed + 1, columns, SEARCH_DRIVER_ROWS, source,
-                                       key="training.search_rows", what="the search's sample is held")
+    if held is not None:
+        x, cols, rows, total = sample_held_rows(t, *held, source)
+    else:
+        x, cols, rows, total = capped_rows(with_folds(train, t.search_folds, t.search_seed), t.search_rows,
+                                           t.search_seed + 1, columns, SEARCH_DRIVER_ROWS, source,
+                                           key="training.search_rows", what="the search's sample is held")
     order = np.argsort(cols["row_id"], kind="stable")   # the rows' order, and so XGBoost's sketch, fixed by row_id
     x, cols = x[order], {c: v[order] for c, v in cols.items()}
     width = x.shape[1]

@@ -22,6 +22,16 @@ def held_out(df: DataFrame, share: float, seed: int) -> tuple[DataFrame, DataFra
     return split_share(df, share, seed + SEED_OFFSET)
 
 
+def tree_rows_mask(share: float, seed: int):
+    """:func:`held_out`'s choice of the trees' rows for row ids in numpy: ``mask(row_ids)`` -> bool array."""
+    import numpy as np
+
+    from ctr_pipeline.rowhash import keys, share_bound
+
+    bound = np.int64(share_bound(share))
+    return lambda row_ids: keys(seed + SEED_OFFSET, row_ids) >= bound
+
+
 def fit(cfg: Config, booster_raw: bytes, rows: DataFrame):
     """The logistic regression over ``booster_raw``'s leaves, fit on the held-out ``rows`` (at most
     LR_DRIVER_ROWS of them, an exact sample beyond). Returns (model, settings)."""

@@ -13,6 +13,8 @@ import subprocess
 import time
 from typing import Optional
 
+import numpy as np
+
 from pyspark.sql import functions as F
 
 from ctr_pipeline.aws import AwsSettings
@@ -23,14 +25,14 @@ from ctr_pipeline.spark import task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
 from evaluation import gbdt_lr
-from features.spark_io import read_features
+from features.spark_io import read_features, vector_width
 
-from . import gbdt_lr_spark, heldout
+from . import driver_fit, gbdt_lr_spark, heldout
 from .callbacks import METRIC, VALIDATION_ATTR, PipelineCallback
 from .checkpoints import CheckpointStore
 from .cv import run_sampled_search, run_search, search_hash
 from .core import (VALIDATION_FLAG, backoff_seconds, best_round, booster_params, booster_problem, cuda_problem,
-                   estimator_params, merged_history, stopping_rounds, workers_for)
+                   engine_for, estimator_params, merged_history, stopping_rounds, workers_for)
 from .heldout import LeafLosses
 from .search import affordable, choose, incumbent, search_candidates, search_line, skipped_search
 
@@ -133,9 +135,9 @@ def load_checkpoint(raw: bytes):
 
 def fit_once(ctx: StageContext, params: dict, data, start: Optional[tuple[int, bytes]],
              held: Optional[LeafLosses] = None):
-    """One training attempt, continuing from checkpoint ``start`` (rounds, bytes) when given; early stopping
-    on ``held`` (validation rows whose log loss comes from the leaves) when given. Returns (model, history of
-    every round)."""
+    """One training attempt on ``data`` (a DataFrame for xgboost.spark, or :class:`driver_fit.DriverRows`),
+    continuing from checkpoint ``start`` (rounds, bytes) when given; early stopping on ``held`` (validation
+    rows whose log loss comes from the leaves) when given. Returns (model, history of every round)."""
     from xgboost.spark import SparkXGBClassifier
 
     t = ctx.cfg.training
@@ -150,13 +152,18 @@ def fit_once(ctx: StageContext, params: dict, data, start: Optional[tuple[int, b
     kwargs["callbacks"] = [PipelineCallback(total, checkpoint_uri(ctx), t.checkpoint_every, t.progress_every,
                                             t.min_relative_gain, t.gain_window, earlier, stopping_rounds(ctx.cfg),
                                             held)]
-    validating = "validation_indicator_col" in params
-    with whole_partition_batches(ctx.spark, enabled=validating), \
-            validation_as_dmatrix(validating and params.get("device", "cpu") == "cpu"):
-        model = SparkXGBClassifier(**kwargs).fit(data)
-    summary = getattr(model, "training_summary", None)
-    current = {"training": dict(getattr(summary, "train_objective_history", {}) or {}),
-               "validation": dict(getattr(summary, "validation_objective_history", {}) or {})}
+    if isinstance(data, driver_fit.DriverRows):
+        booster, current = driver_fit.train(kwargs, data, kwargs["n_estimators"], kwargs["callbacks"][0],
+                                            kwargs.get("xgb_model"))
+        model = driver_fit.spark_model(params, booster, current)
+    else:
+        validating = "validation_indicator_col" in params
+        with whole_partition_batches(ctx.spark, enabled=validating), \
+                validation_as_dmatrix(validating and params.get("device", "cpu") == "cpu"):
+            model = SparkXGBClassifier(**kwargs).fit(data)
+        summary = getattr(model, "training_summary", None)
+        current = {"training": dict(getattr(summary, "train_objective_history", {}) or {}),
+                   "validation": dict(getattr(summary, "validation_objective_history", {}) or {})}
     history = merged_history(earlier, {k: v for k, v in current.items() if v})
     if held is not None:
         booster = model.get_booster()
@@ -214,6 +221,7 @@ def run(ctx: StageContext) -> StageResult:
 
     t = ctx.cfg.training
     params = estimator_params(ctx.cfg)
+    engine = engine_for(t.engine, ctx.spark.sparkContext.master, params["device"], params["num_workers"])
     check_environment(ctx, params)
     feats = ctx.run.path_of("features")
     data = read_features(ctx.spark, str(feats / "train"))
@@ -227,7 +235,14 @@ def run(ctx: StageContext) -> StageResult:
         log.info("train: model gbdt_lr: the trees train on %s of the %s train rows, the logistic regression on the "
                  "other %.0f%% (training.gbdt_lr_share)", f"{tree_rows:,}", f"{rows['train']:,}",
                  100 * t.gbdt_lr_share)
-    train_only = data
+    train_only, held_rows = data, None
+    if engine == "driver":
+        started = time.monotonic()
+        keep = None if linear_rows is None else gbdt_lr_spark.tree_rows_mask(t.gbdt_lr_share, t.search_seed)
+        held_rows = driver_fit.load(feats / "train", vector_width(data), "weight" in data.columns,
+                                    driver_fit.threads(ctx.spark), keep)
+        log.info("train: %s train rows read into the driver in %.1fs (training.engine %s)", f"{len(held_rows.y):,}",
+                 time.monotonic() - started, t.engine)
     validation = read_features(ctx.spark, str(feats / "validation")) if "validation_indicator_col" in params else None
     search = None
     patience = stopping_rounds(ctx.cfg)
@@ -238,12 +253,15 @@ def run(ctx: StageContext) -> StageResult:
             search = skipped_search(t, tree_rows, limit, total)
             log.info("train: search skipped: %s", search["why"])
         else:
-            search = cross_validate(ctx, params, train_only, patience, limit)
+            search = cross_validate(ctx, params, train_only, patience, limit, held_rows)
             params.update(search["best"])
-    held, stopping_on = None, None
+    held, stopping_on, valid_rows = None, None, None
     if validation is not None:
-        sampled = stopping_sample(ctx, params, validation)
-        if sampled is not None:
+        sampled = stopping_sample(ctx, params, validation, engine)
+        if engine == "driver":
+            held, valid_rows, stopping_on, rows["validation"] = sampled
+            del params["validation_indicator_col"]   # the driver evaluates the sample it holds
+        elif sampled is not None:
             held, stopping_on, rows["validation"] = sampled
             del params["validation_indicator_col"]   # xgboost.spark trains on train alone
         else:
@@ -254,10 +272,13 @@ def run(ctx: StageContext) -> StageResult:
             log.info("train: early stopping evaluates an exact sample of %s of the %s validation rows each round "
                      "(training.stopping_rows)%s", f"{stopping_on:,}", f"{rows['validation']:,}",
                      ", from the trees' leaves" if held is not None else "")
-    log.info("train: %s rows, %s%d trees of depth %d, %s on %d worker(s)%s", f"{tree_rows:,}",
+    where = f"{params['num_workers']} worker(s)"
+    if held_rows is not None:
+        data, data.valid = held_rows, valid_rows
+        where = f"the driver, {data.threads} thread(s)"
+    log.info("train: %s rows, %s%d trees of depth %d, %s on %s%s", f"{tree_rows:,}",
              "at most " if patience else "", params["n_estimators"], params["max_depth"], params["tree_method"],
-             params["num_workers"], f", stopping after {patience} rounds without a better validation MXE"
-             if patience else "")
+             where, f", stopping after {patience} rounds without a better validation MXE" if patience else "")
     model, history = fit_with_retries(ctx, params, data, resume=bool(ctx.options.get("resume")), held=held)
     stopping = patience is not None or t.min_relative_gain is not None
     best = keep_best_trees(model, history, stopping)
@@ -275,6 +296,8 @@ def run(ctx: StageContext) -> StageResult:
         (ctx.out / gbdt_lr_spark.RESULT).write_bytes(gbdt_lr.to_bytes(linear))
     shown = {k: v for k, v in params.items() if k not in ("features_col", "label_col", "callbacks", "xgb_model")}
     metadata = {"model": t.model, "params": shown, "trees": trees, "best_iteration": best,
+                "engine": {"setting": t.engine, "ran": engine,
+                           "threads": data.threads if engine == "driver" else None},
                 "stopped_early": stopping and trees < params["n_estimators"], "history": "history.json",
                 "stopping": {"early_stopping_rounds": patience, "validation_rows": stopping_on,
                              "evaluated_by": None if stopping_on is None else "leaves" if held else "xgboost",
@@ -298,20 +321,22 @@ def run(ctx: StageContext) -> StageResult:
                "search": None if search is None else {k: v for k, v in metadata["search"].items() if k != "results"},
                "gbdt_lr": metadata.get("gbdt_lr")}
     return StageResult(rows=rows, details=details,
-                       summary=[f"model: {trees} trees ({params['tree_method']}, {params['device']}, "
-                                f"{params['num_workers']} worker(s))"
+                       summary=[f"model: {trees} trees ({params['tree_method']}, {params['device']}, {where})"
                                 + (f", best iteration {best + 1}" if best is not None else "")]
                        + ([search_line(search)] if search is not None else [])
                        + ([gbdt_lr_spark.summary_line(hybrid)] if hybrid is not None else []))
 
 
 LEAF_ROWS = 200_000   # validation rows early stopping holds in the driver and in every worker, at most
+DRIVER_VALID_ROWS = 4_000_000   # ... with the driver engine, which holds them once
 
 
-def stopping_sample(ctx: StageContext, params: dict, validation) -> Optional[tuple[LeafLosses, int, int]]:
-    """(the stopping sample of ``validation`` as :class:`LeafLosses`, its rows, validation rows), or None when
-    XGBoost must evaluate it itself: on cuda (whose predictor has no per-row cost in the width), for a
-    booster whose margins the leaves do not give, or for a sample over LEAF_ROWS rows.
+def stopping_sample(ctx: StageContext, params: dict, validation, engine: str = "spark"):
+    """For xgboost.spark: (the stopping sample of ``validation`` as :class:`LeafLosses`, its rows, validation
+    rows), or None when XGBoost must evaluate it itself: on cuda (whose predictor has no per-row cost in the
+    width), for a booster whose margins the leaves do not give, or for a sample over LEAF_ROWS rows.
+    For the driver engine: (LeafLosses or None, the sample's (x, y, w) when XGBoost evaluates it (else None),
+    its rows, validation rows); the driver holds the sample once, so up to DRIVER_VALID_ROWS rows.
 
     Why the leaves: XGBoost's CPU prediction costs rows x columns per call (see :mod:`training.heldout`);
     on the 1M demo rows (20,000 rows x 93,005 columns) evaluating every round took about 75 ms of each
@@ -319,20 +344,30 @@ def stopping_sample(ctx: StageContext, params: dict, validation) -> Optional[tup
     from ctr_pipeline.rowsample import capped_rows
 
     t = ctx.cfg.training
-    if params.get("device", "cpu") != "cpu" or not heldout.supported(booster_params(params)):
+    leaves = params.get("device", "cpu") == "cpu" and heldout.supported(booster_params(params))
+    columns = ("label", "weight") if "weight" in validation.columns else ("label",)
+    if engine == "driver":
+        x, cols, rows, total = capped_rows(validation, t.stopping_rows, t.search_seed + 2, columns,
+                                           DRIVER_VALID_ROWS, ctx.cfg.source_of("training.stopping_rows"),
+                                           key="training.stopping_rows",
+                                           what="early stopping's validation rows are held")
+        y, w = cols["label"].astype(np.float32), cols["weight"].astype(np.float32) if "weight" in cols else None
+        return (LeafLosses(x, y, w), None, rows, total) if leaves else (None, (x, y, w), rows, total)
+    if not leaves:
         return None
     if (t.stopping_rows or validation.count()) > LEAF_ROWS:   # 0: all rows, counted only then
         return None
-    columns = ("label", "weight") if "weight" in validation.columns else ("label",)
     x, cols, rows, total = capped_rows(validation, t.stopping_rows, t.search_seed + 2, columns, LEAF_ROWS,
                                       ctx.cfg.source_of("training.stopping_rows"), key="training.stopping_rows",
                                       what="early stopping's validation rows are held")
     return LeafLosses(x, cols["label"], cols.get("weight")), rows, total
 
 
-def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[int], limit: Optional[int]) -> dict:
-    """k-fold search of the first ``limit`` candidates (all: None) on (an exact sample of) the train split;
-    returns the chosen parameters, the table and what was searched."""
+def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[int], limit: Optional[int],
+                   held: Optional[driver_fit.DriverRows] = None) -> dict:
+    """k-fold search of the first ``limit`` candidates (all: None) on (an exact sample of) the train split
+    (of its rows ``held`` by the driver when given); returns the chosen parameters, the table and what was
+    searched."""
     from xgboost.spark import SparkXGBClassifier
 
     t = ctx.cfg.training
@@ -344,7 +379,7 @@ def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[in
              "drawn": len(search_candidates(t, base))}
     if t.search_rows:
         table, info = run_sampled_search(t, base, train, folder, stopping, ctx.cfg.source_of("training.search_rows"),
-                                         limit)
+                                         limit, None if held is None else (held.x, held.columns()))
         space.update(info, engine="sampled", early_stopping_rounds=stopping)
     else:
         def fit(p: dict, df):
