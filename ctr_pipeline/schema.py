@@ -124,7 +124,7 @@ class FeaturesConfig:
 class TrainingConfig:
     engine: str = _f("auto", "Where the final model trains: `driver` (native XGBoost in the driver process on all "
                              "of train, read straight from the features' Parquet, with as many threads as the "
-                             "local master has cores; about 20 bytes of driver memory per stored feature value), "
+                             "local master has cores; about 55 bytes of driver memory per stored feature value), "
                              "`spark` (xgboost.spark on `num_workers` Spark barrier tasks) or `auto`: driver when "
                              "Spark's master is local, the device cpu and num_workers auto, spark otherwise. The "
                              "search runs as Spark tasks either way.",
