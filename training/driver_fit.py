@@ -34,13 +34,15 @@ def threads(spark) -> int:
 @dataclass
 class DriverRows:
     """Train rows held by the driver (CSR ``x``, labels, weights or None, row ids) and the threads to train
-    with; ``valid``: the stopping sample (x, y, w) when XGBoost evaluates it itself (not from the leaves)."""
+    with; ``valid``: the stopping sample (x, y, w) when XGBoost evaluates it itself (not from the leaves);
+    ``dtrain``: their DMatrix once the first attempt built it (``x`` is then dropped)."""
     x: Any
     y: np.ndarray
     w: Optional[np.ndarray]
     row_id: np.ndarray
     threads: int
     valid: Optional[tuple] = None
+    dtrain: Any = None
 
     def columns(self) -> dict[str, np.ndarray]:
         """{"row_id", "label"[, "weight"]: array}, as the search's sample takes them."""
@@ -65,7 +67,9 @@ def train(params: dict[str, Any], rows: DriverRows, rounds: int, callback, start
     def matrix(x, y, w):
         return xgb.DMatrix(x, label=y, weight=w, missing=0.0, nthread=rows.threads)
 
-    dtrain = matrix(rows.x, rows.y, rows.w)
+    if rows.dtrain is None:   # built once: a retry reuses it; the CSR copy is not needed after it
+        rows.dtrain, rows.x = matrix(rows.x, rows.y, rows.w), None
+    dtrain = rows.dtrain
     evals = [(dtrain, "training")] + ([(matrix(*rows.valid), "validation")] if rows.valid is not None else [])
     result: dict = {}
     booster = xgb.train({**booster_params(params), "nthread": rows.threads}, dtrain, rounds, evals=evals,
