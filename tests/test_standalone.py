@@ -16,7 +16,7 @@ def test_pipeline_runs_on_a_standalone_cluster(tmp_path, demo_tsv):
     with StandaloneCluster(tmp_path / "cluster", cores=2, memory="3g") as cluster:
         proc = subprocess.run(
             cli("run", "--master", cluster.url, "--input", str(demo_tsv), "--out", str(tmp_path / "run"),
-                "--set", "training.num_workers=2", "--set", "training.n_estimators=10",
+                "--set", "training.n_estimators=10",           # num_workers auto: the cluster's 2 slots
                 "--set", "spark.driver_memory=1g", "--set", "spark.app_name=ctr-standalone-test",
                 "--set", "spark.conf={spark.executor.memory: 1g}",
                 "--set", "evaluation.baselines=[]"),     # MLlib's LR on executors is Spark's own, tested by Spark
@@ -27,6 +27,7 @@ def test_pipeline_runs_on_a_standalone_cluster(tmp_path, demo_tsv):
     assert "ctr-standalone-test" in apps, apps            # the work went through the cluster's master
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["stages"]["train"]["details"]["params"]["num_workers"] == 2
+    assert manifest["stages"]["train"]["details"]["engine"] == "spark"   # auto: not a local master
     metrics = json.loads((tmp_path / "run" / "evaluation" / "metrics.json").read_text())
     assert 0.5 < metrics["test"]["auc"] <= 1.0
 

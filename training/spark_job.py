@@ -316,7 +316,7 @@ def run(ctx: StageContext) -> StageResult:
             metadata["cv_table"] = "cv_results.tsv"
         metadata["search"] = {k: v for k, v in search.items() if k != "table"}
     (ctx.out / "metadata.json").write_text(json.dumps(metadata, indent=1) + "\n")
-    details = {"model": t.model, "params": shown, "trees": trees, "best_iteration": best,
+    details = {"model": t.model, "engine": engine, "params": shown, "trees": trees, "best_iteration": best,
                "early_stopping_rounds": patience,
                "search": None if search is None else {k: v for k, v in metadata["search"].items() if k != "results"},
                "gbdt_lr": metadata.get("gbdt_lr")}
