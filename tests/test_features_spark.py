@@ -127,7 +127,10 @@ def test_read_features_vector_type_and_width(spark, fitted_tiny, tmp_path):
     assert isinstance(v, SparseVector) and v.size == t.width and v[0] == ZERO
 
 
-def test_weight_column_passes_through_not_as_a_feature(spark, fitted_tiny):
+def test_weight_column_passes_through_not_as_a_feature(spark, fitted_tiny, tmp_path):
+    from ctr_pipeline.storage import Location
+    from training import driver_fit
+
     train, _, _, _ = fitted_tiny
     spec = FeatureSpec(numeric=(("I1", "raw"),), raw_numeric=("I1",), weight="I2")
     t, _, fmap = fj.fit(spark, train, spec)
@@ -135,6 +138,10 @@ def test_weight_column_passes_through_not_as_a_feature(spark, fitted_tiny):
     assert out.columns == ["row_id", "label", "weight", "indices", "values"]
     assert {r["row_id"]: r["weight"] for r in out.collect()} == {i: 10.0 * i for i in range(1, 9)}
     assert fmap["name"].tolist() == ["I1"]
+    fj.write_features(out.repartition(3), t.width, str(tmp_path / "f"))   # the driver engine reads the weights
+    rows = driver_fit.load(Location.of(tmp_path / "f"), t.width, True, 1)
+    assert rows.row_id.tolist() == list(range(1, 9)) and rows.w.tolist() == [10.0 * i for i in range(1, 9)]
+    assert rows.y.tolist() == [1, 0, 0, 1, 0, 0, 0, 1] and rows.x.shape == (8, t.width)
 
 
 def test_missing_column_and_bad_weight_are_named(spark, fitted_tiny):
