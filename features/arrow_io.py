@@ -60,10 +60,10 @@ def read_csr(split: Location, width: int, columns: tuple[str, ...],
     del values
     x = csr_matrix((data, np.concatenate(indices), indptr), shape=(len(indptr) - 1, width))
     del data, indices
-    order = np.argsort(every["row_id"], kind="stable")
     if np.any(np.diff(every["row_id"]) < 0):
-        x = x[order]
-    return x, {c: every[c][order] for c in columns}
+        order = np.argsort(every["row_id"], kind="stable")
+        x, every = x[order], {c: v[order] for c, v in every.items()}
+    return x, {c: every[c] for c in columns}
 
 
 BATCH_ROWS = 65_536

@@ -5,9 +5,9 @@ Parquet files (:mod:`features.arrow_io`), with one thread per core of the local 
 Why: on one machine xgboost.spark's workers are processes on the same cores, and each fit pays its data
 path before the first round (a label count, a barrier stage's start, Arrow to pandas, then a per-row loop
 to a DMatrix: about 10 s on the 1M demo's 800,000 train rows) and, with 2 workers, all-reduces every
-histogram over the loopback. Measured there (93,005 columns, 100 trees of depth 6, 2 cores): the fit took
-about 36 s with xgboost.spark on 2 workers; reading the rows took 1.2 s and 100 rounds 15 s in one process on
-2 threads. One process also gives the single-worker model, which does not depend on how Spark divides the
+histogram over the loopback. Measured there (93,005 columns, 100 trees of depth 6, 2 cores, one run each):
+the final fit took about 36 s with xgboost.spark on 2 workers and 21 s here (reading the rows 2.5 s, 100
+rounds 17 s). One process also gives the single-worker model, which does not depend on how Spark divides the
 rows among workers (rows are ordered by ``row_id``).
 
 The same :class:`training.callbacks.PipelineCallback` runs here (progress lines, checkpoints, the stopping
