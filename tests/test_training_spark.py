@@ -401,3 +401,50 @@ def test_validation_as_dmatrix_swaps_xgboost_sparks_choice_only_while_fitting():
     assert xgb_spark._can_use_qdm is original
     with tj.validation_as_dmatrix(False):
         assert xgb_spark._can_use_qdm is original
+
+
+def test_weighted_rows_train_in_the_driver_as_xgboost_trains_them(spark, tmp_path):
+    """``features.weight`` end to end on the driver engine: the model equals xgboost.train's with the same
+    rows, labels and weights, and the validation log (from the leaves) is the weighted log loss."""
+    import xgboost as xgb
+    from scipy.sparse import csr_matrix
+
+    from training.core import booster_params
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    c1 = rng.choice(list("abcdef"), n)
+    n1 = rng.normal(size=n).round(3)
+    p = 1 / (1 + np.exp(-(n1 + (c1 == "a") * 1.5 - 1.0)))
+    pd.DataFrame({"label": (rng.random(n) < p).astype(int), "w": rng.integers(1, 5, n).astype(float), "n1": n1,
+                  "c1": c1}).to_csv(tmp_path / "w.csv", index=False)
+    cfg = build_config([parse_set_option(s) for s in (
+        "input.format=csv", "input.numeric=[n1, w]", "input.categorical=[c1]", "features.weight=w",
+        "features.time_features=[]", "evaluation.baselines=[]", "evaluation.bootstrap=0",
+        "training.search_space={}", "training.n_estimators=15", "training.early_stopping_rounds=50",
+        "training.stopping_rows=0")] + [flag_layer("--input", "input.path", str(tmp_path / "w.csv"))])
+    run = RunDir(tmp_path / "run")
+    run_stages(("sample", "features", "train"), cfg, run, lambda: spark)
+    meta = json.loads((run.path_of("train") / "metadata.json").read_text())
+    assert meta["engine"]["ran"] == "driver" and meta["params"]["weight_col"] == "weight"
+
+    def rows(split):
+        got = read_features(spark, str(run.path_of("features") / split)).orderBy("row_id").collect()
+        indptr = np.cumsum([0] + [len(r["features"].indices) for r in got])
+        x = csr_matrix((np.concatenate([r["features"].values for r in got]),
+                        np.concatenate([r["features"].indices for r in got]), indptr),
+                       shape=(len(got), got[0]["features"].size))
+        return x, np.array([r["label"] for r in got]), np.array([r["weight"] for r in got])
+
+    x, y, w = rows("train")
+    assert len(set(w)) == 4
+    reference = xgb.train({**booster_params(meta["params"]), "nthread": 2},
+                          xgb.DMatrix(x, label=y, weight=w, missing=0.0), 15)
+    vx, vy, vw = rows("validation")
+    ours = xgb.Booster(model_file=str(run.path_of("train") / "booster.ubj"))
+    np.testing.assert_allclose(ours.predict(xgb.DMatrix(vx, missing=0.0)),
+                               reference.predict(xgb.DMatrix(vx, missing=0.0)), rtol=0, atol=1e-6)
+    history = json.loads((run.path_of("train") / "history.json").read_text())
+    p_last = reference.predict(xgb.DMatrix(vx, missing=0.0))
+    weighted = -np.average(vy * np.log(p_last) + (1 - vy) * np.log(1 - p_last), weights=vw)
+    assert history["validation"]["logloss"][-1] == pytest.approx(weighted, rel=1e-5)
