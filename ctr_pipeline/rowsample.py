@@ -91,10 +91,7 @@ def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], 
     from features.spark_io import collect_csr, vector_width
 
     total = df.count()
-    rows = total if limit == 0 else min(limit, total)
-    if rows > max_rows:
-        raise UserError(f"{source}: {what} in the driver's memory, from at most {max_rows:,} rows; this run "
-                        f"would use {rows:,}. Set {key} to at most {max_rows} (0 means all of train)")
+    rows = held_rows(limit, total, max_rows, source, key, what)
     width = vector_width(df)
     if rows == total:
         x, cols = collect_csr(df, width, columns)
@@ -107,5 +104,22 @@ def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], 
         if len(cols["_k"]) >= limit:
             break
         rate = min(1.0, rate * 1.5)  # practically never
-    keep = np.sort(np.lexsort((cols["row_id"], cols["_k"]))[:limit])
+    keep = smallest(cols["_k"], cols["row_id"], limit)
     return x[keep], {c: cols[c][keep] for c in columns}, limit, total
+
+
+def held_rows(limit: int, total: int, max_rows: int, source: str, key: str, what: str) -> int:
+    """Rows an exact capped sample of ``limit`` (0: all) of ``total`` rows holds in the driver; more than
+    ``max_rows``: UserError naming ``source`` and ``key`` (where ``limit`` was set) and ``what`` is done."""
+    rows = total if limit == 0 else min(limit, total)
+    if rows > max_rows:
+        raise UserError(f"{source}: {what} in the driver's memory, from at most {max_rows:,} rows; this run "
+                        f"would use {rows:,}. Set {key} to at most {max_rows} (0 means all of train)")
+    return rows
+
+
+def smallest(keys, row_ids, limit: int):
+    """Positions (ascending) of the ``limit`` rows with the smallest (key, row_id): the exact sample."""
+    import numpy as np
+
+    return np.sort(np.lexsort((row_ids, keys))[:limit])

@@ -103,6 +103,7 @@ def run_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame, folder
 
 
 SEARCH_DRIVER_ROWS = 4_000_000   # the sample is held by the driver and by every task (about 0.5 KB a row here)
+SAMPLE_NAMING = ("training.search_rows", "the search's sample is held")   # (key, what) in the size error
 
 
 
@@ -110,17 +111,13 @@ SEARCH_DRIVER_ROWS = 4_000_000   # the sample is held by the driver and by every
 def sample_held_rows(t: TrainingConfig, x, cols: dict[str, np.ndarray], source: str):
     """:func:`ctr_pipeline.rowsample.capped_rows`' exact sample of the search, with its folds, taken from rows
     the driver already holds (CSR ``x``, {"row_id", "label"[, "weight"]: array}): the same rows."""
-    from ctr_pipeline.errors import UserError
     from ctr_pipeline.rowhash import keys
+    from ctr_pipeline.rowsample import held_rows, smallest
 
     total = len(cols["row_id"])
-    rows = total if t.search_rows == 0 else min(t.search_rows, total)
-    if rows > SEARCH_DRIVER_ROWS:
-        raise UserError(f"{source}: the search's sample is held in the driver's memory, from at most "
-                        f"{SEARCH_DRIVER_ROWS:,} rows; this run would use {rows:,}. Set training.search_rows to at "
-                        f"most {SEARCH_DRIVER_ROWS} (0 means all of train)")
+    rows = held_rows(t.search_rows, total, SEARCH_DRIVER_ROWS, source, *SAMPLE_NAMING)
     if rows < total:
-        pick = np.sort(np.lexsort((cols["row_id"], keys(t.search_seed + 1, cols["row_id"])))[:rows])
+        pick = smallest(keys(t.search_seed + 1, cols["row_id"]), cols["row_id"], rows)
         x, cols = x[pick], {c: v[pick] for c, v in cols.items()}
     return x, {**cols, FOLD: keys(t.search_seed, cols["row_id"]) % t.search_folds}, rows, total
 
@@ -145,8 +142,7 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
         x, cols, rows, total = sample_held_rows(t, *held, source)
     else:
         x, cols, rows, total = capped_rows(with_folds(train, t.search_folds, t.search_seed), t.search_rows,
-                                           t.search_seed + 1, columns, SEARCH_DRIVER_ROWS, source,
-                                           key="training.search_rows", what="the search's sample is held")
+                                           t.search_seed + 1, columns, SEARCH_DRIVER_ROWS, source, *SAMPLE_NAMING)
     order = np.argsort(cols["row_id"], kind="stable")   # the rows' order, and so XGBoost's sketch, fixed by row_id
     x, cols = x[order], {c: v[order] for c, v in cols.items()}
     width = x.shape[1]
