@@ -103,6 +103,25 @@ def test_spark_folds_equal_python_folds(spark):
     assert got == fold_of(np.array(ids), 5, 9).tolist()
 
 
+def test_tallies_keep_four_partitions_per_core_under_spark_s_200(spark):
+    """A cluster's 200 shuffle partitions do not reach the cached tallies (every later pass over them ran
+    200 tasks); the tallies themselves are the same."""
+    from ctr_pipeline.spark import temporary_conf
+
+    train = to_spark(spark, tiny_frame())
+    columns = {"C1": F.col("C1"), "C2": F.col("C2")}
+    with temporary_conf(spark, "spark.sql.shuffle.partitions", "200"):
+        values = fj._tallies(train, columns, F.col("label")).persist()   # as the fit keeps them
+        try:
+            got = {(r["column"], r["value"]): (r["n"], r["clicks"]) for r in values.collect()}
+            assert values.rdd.getNumPartitions() <= 4 * spark.sparkContext.defaultParallelism
+        finally:
+            values.unpersist()
+    frame = tiny_frame()
+    expected = {(c, v): (int(len(g)), int(g["label"].sum())) for c in columns for v, g in frame.groupby(c)}
+    assert got == expected
+
+
 def test_unseen_values_at_transform_time(spark, fitted_tiny):
     _, t, _, _ = fitted_tiny
     new = pd.DataFrame({"row_id": [100], "label": [0], "I1": [5.0], "I2": [999.0], "C1": ["never"],
