@@ -51,7 +51,7 @@ def split_share(df: DataFrame, share: float, seed: int) -> tuple[DataFrame, Data
     return df.filter(~below), df.filter(below)
 
 
-def _rate(limit: int, total: int) -> float:
+def key_rate(limit: int, total: int) -> float:
     """Share of rows below the first key bound: about 10 standard deviations past the expected cut."""
     return min(1.0, limit / total * 1.05 + 10 * limit ** 0.5 / total)
 
@@ -68,7 +68,7 @@ def capped_sample(df: DataFrame, limit: int, seed: int) -> tuple[DataFrame, int,
     if limit == 0 or total <= limit:
         return df, total, total
     keyed = df.withColumn("_k", key_column(seed, F.col("row_id")))
-    rate = _rate(limit, total)
+    rate = key_rate(limit, total)
     while True:
         below = keyed.filter(F.col("_k") < share_bound(rate)) if rate < 1.0 else keyed
         pairs = sorted((r[0], r[1]) for r in below.select("_k", "row_id").collect())
@@ -81,7 +81,7 @@ def capped_sample(df: DataFrame, limit: int, seed: int) -> tuple[DataFrame, int,
 
 
 def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], max_rows: int, source: str,
-                key: str = "evaluation.baseline_rows", what: str = "the logistic regression baseline is fit"):
+                key: str, what: str):
     """The rows of :func:`capped_sample` on the driver, in one pass over ``df``: (CSR features,
     {column: numpy array}, rows, rows of df). The rows below the first key bound come with their keys and
     the driver keeps the ``limit`` smallest. More than ``max_rows`` rows: UserError naming ``source`` and
@@ -97,7 +97,7 @@ def capped_rows(df: DataFrame, limit: int, seed: int, columns: tuple[str, ...], 
         x, cols = collect_csr(df, width, columns)
         return x, cols, rows, total
     keyed = df.withColumn("_k", key_column(seed, F.col("row_id")))
-    rate = _rate(limit, total)
+    rate = key_rate(limit, total)
     while True:
         below = keyed.filter(F.col("_k") < share_bound(rate)) if rate < 1.0 else keyed
         x, cols = collect_csr(below, width, (*columns, "_k", "row_id"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+import numpy as np
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -16,6 +17,9 @@ from pyspark.sql import functions as F
 from ctr_pipeline.errors import InputDataError, UserError
 from ctr_pipeline.rowsample import capped_rows, capped_sample
 from ctr_pipeline.schema import Config
+from ctr_pipeline.storage import Location
+from features.arrow_io import read_capped, read_csr
+from features.spark_io import batch_csr, vector_width
 
 log = logging.getLogger("ctr_pipeline.evaluation")
 
@@ -25,6 +29,8 @@ LR_DEFAULT_REG = 1e-3      # without a validation split
 # gbdt_lr fits on the validation split only (far fewer rows than train): its grid reaches stronger penalties
 GBDT_LR_REG_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 LR_DRIVER_ROWS = 4_000_000  # logistic regression is fit in the driver's memory (about 0.5 KB a row here)
+LR_ROWS_KEY, LR_FIT = "evaluation.baseline_rows", "the logistic regression baseline is fit"
+EMPTY_VALIDATION = "the validation split is empty: no validation MXE for the logistic regression grid"
 GBT_WIDE = 10_000   # columns above which MLlib GBT's dense binning becomes the run's bottleneck
 
 
@@ -64,19 +70,27 @@ def driver_scored(model) -> bool:
 
 
 def fit(name: str, cfg: Config, train: DataFrame, validation: Optional[DataFrame] = None,
-        booster_raw: Optional[bytes] = None):
+        booster_raw: Optional[bytes] = None, held: Optional[Location] = None):
     """Fit baseline ``name`` on the train features (label as double, weight when present), or on an exact
     sample of ``evaluation.baseline_rows`` of them. Logistic regression picks its L2 strength from
-    LR_REG_GRID by validation MXE when a validation split exists. ``gbdt_lr`` is fit on (a capped sample
-    of) the validation split with the trained booster ``booster_raw``. Returns (model, settings)."""
+    LR_REG_GRID by validation MXE when a validation split exists; with ``held`` (the features directory,
+    local, on a local master) its rows are read by the driver (:func:`features.arrow_io.read_capped`: the
+    same rows) instead of collected by Spark. ``gbdt_lr`` is fit on (a capped sample of) the validation
+    split with the trained booster ``booster_raw``. Returns (model, settings)."""
     e = cfg.evaluation
     if name == "gbdt_lr":
         return _fit_gbdt_lr(cfg, validation, booster_raw)
     if name == "logistic_regression":
-        weighted = "weight" in train.columns
-        x, cols, rows, total = capped_rows(train, e.baseline_rows, e.seed, ("label", "weight") if weighted
-                                           else ("label",), LR_DRIVER_ROWS, cfg.source_of("evaluation.baseline_rows"))
+        columns = ("label", "weight") if "weight" in train.columns else ("label",)
+        args = (e.baseline_rows, e.seed, columns, LR_DRIVER_ROWS, cfg.source_of(LR_ROWS_KEY))
+        if held is None:
+            x, cols, rows, total = capped_rows(train, *args, key=LR_ROWS_KEY, what=LR_FIT)
+        else:
+            x, cols, rows, total = read_capped(held / "train", vector_width(train), *args, key=LR_ROWS_KEY, what=LR_FIT)
         log.info("evaluate: fitting baseline %s on %s of %s train rows", name, f"{rows:,}", f"{total:,}")
+        if validation is not None and held is not None:
+            vx, vcols = read_csr(held / "validation", vector_width(validation), ("label",), dtype=np.float64)
+            validation = (vx, vcols["label"])
         model, settings = _fit_logistic(x, cols, validation)
     else:
         sample, rows, total = capped_sample(train, e.baseline_rows, e.seed)
@@ -99,8 +113,6 @@ def fit_gbdt_lr(cfg: Config, df: DataFrame, booster_raw: bytes, limit: int, key:
     """GBDT leaves + LR (:func:`evaluation.gbdt_lr.fit`) on (an exact sample of ``limit`` of) the rows of
     ``df`` (``what`` names them in messages; ``key`` is the config key that bounds them), which the trees of
     ``booster_raw`` did not see. Too few rows: UserError saying ``remedy``. Returns (model, settings)."""
-    import numpy as np
-
     from . import gbdt_lr, logistic
 
     weighted = "weight" in df.columns
@@ -124,8 +136,6 @@ def fit_gbdt_lr(cfg: Config, df: DataFrame, booster_raw: bytes, limit: int, key:
 def _fit_gbt(cfg: Config, sample: DataFrame):
     from pyspark import StorageLevel
 
-    from features.spark_io import vector_width
-
     warning = gbt_cost_warning(vector_width(sample))
     if warning:
         log.warning("evaluate: %s", warning)
@@ -136,13 +146,11 @@ def _fit_gbt(cfg: Config, sample: DataFrame):
         data.unpersist()
 
 
-def _fit_logistic(x, cols: dict, validation: Optional[DataFrame]):
+def _fit_logistic(x, cols: dict, validation: "Optional[DataFrame | tuple]"):
     """The regularisation grid fit side by side on the driver (scipy's sparse products release the GIL:
     measured at 1M demo rows, 200k rows x 93k columns, the three fits took 2.9 s together, 1.9 s for the
-    slowest alone), then scored on validation in one Spark pass."""
+    slowest alone), then scored on validation: in one Spark pass, or on its (CSR, labels) in the driver."""
     from concurrent.futures import ThreadPoolExecutor
-
-    import numpy as np
 
     from . import logistic
 
@@ -158,7 +166,8 @@ def _fit_logistic(x, cols: dict, validation: Optional[DataFrame]):
     if validation is None:
         m = models[0]
         return m, {"regParam": m.reg, "iterations": m.iterations}
-    scores = validation_mxe(models, validation)
+    scores = validation_mxe(models, validation) if isinstance(validation, DataFrame) else \
+        held_validation_mxe(models, *validation)
     for m, score in zip(models, scores):
         log.info("evaluate: logistic regression regParam %g: validation MXE %.5f (%d iterations)", m.reg, score,
                  m.iterations)
@@ -168,8 +177,6 @@ def _fit_logistic(x, cols: dict, validation: Optional[DataFrame]):
 
 def validation_mxe(models: list, df: DataFrame) -> list[float]:
     """Unweighted MXE of each linear model on ``df`` (label, features), in one pass."""
-    from features.spark_io import batch_csr, vector_width
-
     from .core import mxe
 
     width = vector_width(df)
@@ -188,8 +195,17 @@ def validation_mxe(models: list, df: DataFrame) -> list[float]:
     parts = df.select("label", "features").mapInArrow(losses, "sums array<double>, n long").collect()
     n = sum(r["n"] for r in parts)
     if n == 0:
-        raise InputDataError("the validation split is empty: no validation MXE for the logistic regression grid")
+        raise InputDataError(EMPTY_VALIDATION)
     return [sum(r["sums"][i] for r in parts) / n for i in range(len(models))]
+
+
+def held_validation_mxe(models: list, x, y) -> list[float]:
+    """:func:`validation_mxe` of the validation rows the driver holds (CSR ``x``, labels ``y``)."""
+    from .core import mxe
+
+    if len(y) == 0:
+        raise InputDataError(EMPTY_VALIDATION)
+    return [mxe(y, m.predict(x)) for m in models]
 
 
 def add_probabilities(fitted: dict, df: DataFrame) -> DataFrame:

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from ctr_pipeline.registry.bundle import LINEAR
 from ctr_pipeline.schema import Config
 from ctr_pipeline.stage import StageContext, StageResult, json_default
+from features.arrow_io import driver_reads
 from features.spark_io import read_features, vector_width
 
 from . import baselines, plots
@@ -98,8 +99,9 @@ def run(ctx: StageContext) -> StageResult:
         feats = ctx.run.path_of("features")
         train = read_features(ctx.spark, str(feats / "train"))
         valid = read_features(ctx.spark, str(feats / "validation")) if (feats / "validation").is_dir() else None
+        held = feats if driver_reads(ctx.spark, feats) else None
         for name in e.baselines:
-            fitted[name], settings[name] = baselines.fit(name, ctx.cfg, train, valid, raw_booster)
+            fitted[name], settings[name] = baselines.fit(name, ctx.cfg, train, valid, raw_booster, held=held)
     w = negative_rate(ctx.cfg)
     compared = [*fitted, *([TREES] if shipped is not None else [])]
     models = ["xgboost", *compared]

@@ -16,15 +16,21 @@ from ctr_pipeline.storage import Location
 from .spark_io import SPARSE, batch_csr
 
 
+def driver_reads(spark, where: Location) -> bool:
+    """Whether the driver reads feature splits under ``where`` itself: a local master (the driver is the
+    machine) and a local directory (:func:`read_capped` reads the files' footers)."""
+    return spark.sparkContext.master.startswith("local") and where.is_local
+
+
 def part_files(split: Location) -> list[Location]:
     """The Parquet part files Spark wrote under ``split`` (not _SUCCESS, .crc or other files)."""
     return [f for f in split.files() if f.name.endswith(".parquet") and not f.name.startswith((".", "_"))]
 
 
 def read_csr(split: Location, width: int, columns: tuple[str, ...],
-             keep: Optional[Callable[[np.ndarray], np.ndarray]] = None):
-    """(CSR float32 matrix of ``features``, {column: numpy array}) of every row of the feature split
-    ``split`` (``width`` columns), sorted by ``row_id``; ``keep(row_ids)`` -> bool mask chooses rows.
+             keep: Optional[Callable[[np.ndarray], np.ndarray]] = None, dtype=np.float32):
+    """(CSR matrix of ``features``, float32 or ``dtype``, {column: numpy array}) of every row of the feature
+    split ``split`` (``width`` columns), sorted by ``row_id``; ``keep(row_ids)`` -> bool mask chooses rows.
 
     Streams each file in batches and keeps only float32 values and int32 indices: reading the 1M demo's
     train split (27.4 million stored values) peaked at 0.8 GB of process RSS, against 1.6 GB when whole
@@ -47,13 +53,13 @@ def read_csr(split: Location, width: int, columns: tuple[str, ...],
             if keep is not None:
                 mask = keep(got["row_id"])
                 m, got = m[mask], {c: v[mask] for c, v in got.items()}
-            values.append(m.data.astype(np.float32))
+            values.append(m.data.astype(dtype, copy=False))
             indices.append(np.array(m.indices, dtype=np.int32))
             lengths.append(np.diff(m.indptr))
             for c in wanted:
                 cols[c].append(got[c])
     if not lengths:
-        return csr_matrix((0, width), dtype=np.float32), {c: np.empty(0) for c in columns}
+        return csr_matrix((0, width), dtype=dtype), {c: np.empty(0) for c in columns}
     every = {c: np.concatenate(v) for c, v in cols.items()}
     indptr = np.concatenate([[0], np.cumsum(np.concatenate(lengths))])
     data = np.concatenate(values)
@@ -64,6 +70,36 @@ def read_csr(split: Location, width: int, columns: tuple[str, ...],
         order = np.argsort(every["row_id"], kind="stable")
         x, every = x[order], {c: v[order] for c, v in every.items()}
     return x, {c: every[c] for c in columns}
+
+
+def read_capped(split: Location, width: int, limit: int, seed: int, columns: tuple[str, ...], max_rows: int,
+                source: str, key: str, what: str):
+    """:func:`ctr_pipeline.rowsample.capped_rows` of the local feature split ``split``, read by the driver:
+    the same exact sample (the ``limit`` smallest keys of ``seed``; 0: every row), its values as Spark
+    collects them (float64), in ``row_id`` order. Returns (CSR, {column: array}, rows, rows of the split).
+
+    As on Spark, only the rows below a key bound a little past the expected cut are kept while reading;
+    the exact cut is taken among them. The row count comes from the files' footers."""
+    import pyarrow.parquet as pq
+
+    from ctr_pipeline.rowhash import keys, share_bound
+    from ctr_pipeline.rowsample import held_rows, key_rate, smallest
+
+    total = sum(pq.ParquetFile(str(f.path)).metadata.num_rows for f in part_files(split))
+    rows = held_rows(limit, total, max_rows, source, key, what)
+    if rows == total:
+        x, cols = read_csr(split, width, columns, dtype=np.float64)
+        return x, cols, rows, total
+    rate = key_rate(limit, total)
+    while True:
+        bound = share_bound(rate)
+        x, cols = read_csr(split, width, (*columns, "row_id"), dtype=np.float64,
+                           keep=None if rate >= 1.0 else lambda ids: keys(seed, ids) < bound)
+        if len(cols["row_id"]) >= limit:
+            break
+        rate = min(1.0, rate * 1.5)  # practically never
+    pick = smallest(keys(seed, cols["row_id"]), cols["row_id"], limit)
+    return x[pick], {c: cols[c][pick] for c in columns}, limit, total
 
 
 BATCH_ROWS = 65_536

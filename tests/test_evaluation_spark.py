@@ -1,6 +1,8 @@
 """Evaluation metrics on Spark and on the driver (a collected set) against scikit-learn on the same rows
 (to 1e-9), both paths against each other, the rounded-score path within its bound, segments, reliability,
 and the paired bootstrap's reproducibility."""
+from functools import partial
+
 import numpy as np
 import pytest
 from pyspark.sql import functions as F
@@ -139,6 +141,34 @@ def test_paired_bootstrap_reproducible_and_partition_free(scored):
     assert alo - 0.01 < auc_diff < ahi + 0.01
 
 
+def test_logistic_baseline_from_the_driver_read_equals_spark_s(spark, tmp_path):
+    """With a local features directory on a local master the driver reads the capped train rows and the
+    validation split itself: the same fit, grid choice and validation MXE as from Spark's collection."""
+    from pyspark.ml.linalg import Vectors
+
+    from ctr_pipeline.config import Layer, build_config
+    from ctr_pipeline.storage import Location
+    from evaluation import baselines
+
+    rng = np.random.default_rng(5)
+    rows = [(i * 7919, int(rng.random() < 0.2 + 0.6 * (i % 2)),
+             Vectors.sparse(4, {0: float(i % 2), 1 + i % 3: rng.random()})) for i in range(600)]
+    frame = spark.createDataFrame(rows, ["row_id", "label", "features"])
+    train, validation = frame.filter("row_id % 5 != 0").repartition(3), frame.filter("row_id % 5 = 0")
+    train.write.parquet(str(tmp_path / "features" / "train"))
+    validation.write.parquet(str(tmp_path / "features" / "validation"))
+    cfg = build_config([Layer("t", {"evaluation": {"baseline_rows": 300}})])
+    fits = {how: baselines.fit("logistic_regression", cfg, train, validation,
+                               held=Location.of(tmp_path / "features") if how == "driver" else None)
+            for how in ("spark", "driver")}
+    (a, sa), (b, sb) = fits["spark"], fits["driver"]
+    assert (sa["fit_rows"], sa["train_rows"]) == (sb["fit_rows"], sb["train_rows"]) == (300, 480)
+    assert sa["regParam"] == sb["regParam"] and sa["iterations"] == sb["iterations"]
+    assert sb["validation_mxe"] == pytest.approx(sa["validation_mxe"], rel=1e-9)
+    np.testing.assert_allclose(b.coef, a.coef, rtol=0, atol=1e-7)
+    assert b.intercept == pytest.approx(a.intercept, abs=1e-7)
+
+
 def test_recalibrated_column_formula(spark):
     df = spark.createDataFrame([(0.5,), (0.2,)], "p double")
     got = [r[0] for r in df.select(sm.recalibrated(F.col("p"), 0.1)).collect()]
@@ -233,22 +263,29 @@ def test_capped_sample_is_the_exact_smallest_keys(spark):
     assert small is df and rows == 20_000
 
 
-def test_capped_rows_are_capped_sample_collected_in_one_pass(spark):
+def test_capped_rows_are_capped_sample_collected_in_one_pass(spark, tmp_path):
+    """On Spark and read by the driver from the split's files (a local master's path): the same rows."""
     from pyspark.ml.linalg import Vectors
 
     from ctr_pipeline.errors import UserError
     from ctr_pipeline.rowsample import capped_rows, capped_sample
+    from ctr_pipeline.storage import Location
+    from features.arrow_io import read_capped
 
     rows = [(int(i) * 7919, int(i % 3 == 0), Vectors.sparse(5, {int(i % 5): float(i)})) for i in range(1, 3001)]
     df = spark.createDataFrame(rows, ["row_id", "label", "features"]).repartition(3)
+    df.write.parquet(str(tmp_path / "split"))
+    naming = ("evaluation.baseline_rows", "the logistic regression baseline is fit")
     sample, n, total = capped_sample(df, 700, seed=3)
-    x, cols, n2, total2 = capped_rows(df, 700, 3, ("row_id", "label"), 10_000, "evaluation.baseline_rows")
-    assert (n, total) == (n2, total2) == (700, 3000)
     want = {r["row_id"]: (r["label"], r["features"].toArray().tolist()) for r in sample.collect()}
-    got = {int(rid): (int(lab), x[i].toarray().ravel().tolist())
-           for i, (rid, lab) in enumerate(zip(cols["row_id"], cols["label"]))}
-    assert got == want
-    x, cols, n, total = capped_rows(df, 0, 3, ("label",), 10_000, "evaluation.baseline_rows")
-    assert x.shape == (3000, 5) and n == total == 3000 and cols["label"].sum() == 1000
-    with pytest.raises(UserError, match=r"evaluation.baseline_rows: .* at most 2,000 rows; this run would use 3,000"):
-        capped_rows(df, 0, 3, ("label",), 2000, "evaluation.baseline_rows")
+    for how in ("spark", "driver"):
+        capped = partial(capped_rows, df) if how == "spark" else partial(read_capped, Location.of(tmp_path / "split"), 5)
+        x, cols, n2, total2 = capped(700, 3, ("row_id", "label"), 10_000, "evaluation.baseline_rows", *naming)
+        assert (n, total) == (n2, total2) == (700, 3000) and x.dtype == np.float64
+        got = {int(rid): (int(lab), x[i].toarray().ravel().tolist())
+               for i, (rid, lab) in enumerate(zip(cols["row_id"], cols["label"]))}
+        assert got == want, how
+        x, cols, n_all, total_all = capped(0, 3, ("label",), 10_000, "evaluation.baseline_rows", *naming)
+        assert x.shape == (3000, 5) and n_all == total_all == 3000 and cols["label"].sum() == 1000
+        with pytest.raises(UserError, match=r"evaluation.baseline_rows: .* at most 2,000 rows; this run would use 3,000"):
+            capped(0, 3, ("label",), 2000, "evaluation.baseline_rows", *naming)

@@ -129,17 +129,26 @@ def test_out_of_time_split(spark, tmp_path):
     assert min(test_times) > max(train_times) and max(test_times) == start + 1999 * 60
 
 
+MRJOB_SETS = ["sampling.train=2000", "sampling.validation=0.1", "sampling.test=0.2", "sampling.seed=17",
+              "sampling.stratify_by=label"]
+
+
+@pytest.fixture(scope="module")
+def spark_engine_sample(spark, tmp_path_factory, demo_tsv):
+    """The Spark engine's sets that every mrjob runner must reproduce."""
+    return run_sample(spark, tmp_path_factory.mktemp("spark-engine"), demo_tsv, *MRJOB_SETS)
+
+
 # mrjob's spark runner (a spark-submit of its own, about a minute here) runs in `make test-all`
 @pytest.mark.parametrize("runner", ["inline", "local", pytest.param("spark", marks=pytest.mark.slow)])
-def test_mrjob_engine_selects_the_same_rows_as_spark(spark, tmp_path, demo_tsv, runner):
-    sets = ["sampling.train=2000", "sampling.validation=0.1", "sampling.test=0.2", "sampling.seed=17",
-            "sampling.stratify_by=label"]
+def test_mrjob_engine_selects_the_same_rows_as_spark(spark, tmp_path, demo_tsv, spark_engine_sample, runner):
+    sets = MRJOB_SETS
     import tempfile
 
     def mrjob_leftovers():
         return {p.name for p in Path(tempfile.gettempdir()).iterdir() if p.name.startswith(("mr_srs.", "wrapper.lock"))}
 
-    spark_run, spark_rec = run_sample(spark, tmp_path / "spark", demo_tsv, *sets)
+    spark_run, spark_rec = spark_engine_sample
     before = mrjob_leftovers()
     mr_run, mr_rec = run_sample(spark, tmp_path / "mr", demo_tsv, *sets, "sampling.engine=mrjob",
                                 f"sampling.mrjob_runner={runner}")

@@ -11,6 +11,7 @@ import logging
 import shutil
 import subprocess
 import time
+from functools import partial
 from typing import Optional
 
 import numpy as np
@@ -20,11 +21,12 @@ from pyspark.sql import functions as F
 from ctr_pipeline.aws import AwsSettings
 from ctr_pipeline.errors import ConfigError, StageError, UserError
 from ctr_pipeline.failures import failure_reason
-from ctr_pipeline.rowsample import capped_sample
+from ctr_pipeline.rowsample import capped_rows, capped_sample
 from ctr_pipeline.spark import task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
 from evaluation import gbdt_lr
+from features.arrow_io import read_capped
 from features.spark_io import read_features, vector_width
 
 from . import driver_fit, gbdt_lr_spark, heldout
@@ -341,16 +343,15 @@ def stopping_sample(ctx: StageContext, params: dict, validation, engine: str = "
     Why the leaves: XGBoost's CPU prediction costs rows x columns per call (see :mod:`training.heldout`);
     on the 1M demo rows (20,000 rows x 93,005 columns) evaluating every round took about 75 ms of each
     worker's 310 ms round."""
-    from ctr_pipeline.rowsample import capped_rows
-
     t = ctx.cfg.training
     leaves = params.get("device", "cpu") == "cpu" and heldout.supported(booster_params(params))
     columns = ("label", "weight") if "weight" in validation.columns else ("label",)
     if engine == "driver":
-        x, cols, rows, total = capped_rows(validation, t.stopping_rows, t.search_seed + 2, columns,
-                                           DRIVER_VALID_ROWS, ctx.cfg.source_of("training.stopping_rows"),
-                                           key="training.stopping_rows",
-                                           what="early stopping's validation rows are held")
+        split = ctx.run.path_of("features") / "validation"
+        capped = partial(read_capped, split, vector_width(validation)) if split.is_local else partial(capped_rows, validation)
+        x, cols, rows, total = capped(t.stopping_rows, t.search_seed + 2, columns, DRIVER_VALID_ROWS,
+                                      ctx.cfg.source_of("training.stopping_rows"), key="training.stopping_rows",
+                                      what="early stopping's validation rows are held")
         y, w = cols["label"].astype(np.float32), cols["weight"].astype(np.float32) if "weight" in cols else None
         return (LeafLosses(x, y, w), None, rows, total) if leaves else (None, (x, y, w), rows, total)
     if not leaves:
