@@ -162,6 +162,10 @@ class Location:
         """Direct children whose name matches a shell pattern (``part-*``)."""
         return [c for c in self.iterdir() if fnmatch.fnmatchcase(c.name, pattern)]
 
+    def parquet_parts(self) -> list["Location"]:
+        """The Parquet part files Spark wrote below this directory (not _SUCCESS, .crc or other files)."""
+        return [f for f in self.files() if f.name.endswith(".parquet") and not f.name.startswith((".", "_"))]
+
     def files(self) -> list["Location"]:
         """Every file below this directory, recursively, sorted."""
         if self.is_local:

@@ -22,11 +22,6 @@ def driver_reads(spark, where: Location) -> bool:
     return spark.sparkContext.master.startswith("local") and where.is_local
 
 
-def part_files(split: Location) -> list[Location]:
-    """The Parquet part files Spark wrote under ``split`` (not _SUCCESS, .crc or other files)."""
-    return [f for f in split.files() if f.name.endswith(".parquet") and not f.name.startswith((".", "_"))]
-
-
 def read_csr(split: Location, width: int, columns: tuple[str, ...],
              keep: Optional[Callable[[np.ndarray], np.ndarray]] = None, dtype=np.float32):
     """(CSR matrix of ``features``, float32 or ``dtype``, {column: numpy array}) of every row of the feature
@@ -42,7 +37,7 @@ def read_csr(split: Location, width: int, columns: tuple[str, ...],
 
     wanted = tuple(dict.fromkeys(("row_id", *columns)))
     values, indices, lengths, cols = [], [], [], {c: [] for c in wanted}
-    for f in part_files(split):
+    for f in split.parquet_parts():
         source = str(f.path) if f.is_local else pa.BufferReader(f.read_bytes())
         for batch in pq.ParquetFile(source).iter_batches(batch_size=BATCH_ROWS, columns=[*wanted, "features"]):
             if pc.any(pc.not_equal(batch.column("features").field("type"), SPARSE)).as_py():
@@ -72,6 +67,13 @@ def read_csr(split: Location, width: int, columns: tuple[str, ...],
     return x, {c: every[c] for c in columns}
 
 
+def parquet_rows(split: Location) -> int:
+    """Rows of the local Parquet split ``split``, from its files' footers (no Spark job)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(str(f.path)).metadata.num_rows for f in split.parquet_parts())
+
+
 def read_capped(split: Location, width: int, limit: int, seed: int, columns: tuple[str, ...], max_rows: int,
                 source: str, key: str, what: str):
     """:func:`ctr_pipeline.rowsample.capped_rows` of the local feature split ``split``, read by the driver:
@@ -80,12 +82,10 @@ def read_capped(split: Location, width: int, limit: int, seed: int, columns: tup
 
     As on Spark, only the rows below a key bound a little past the expected cut are kept while reading;
     the exact cut is taken among them. The row count comes from the files' footers."""
-    import pyarrow.parquet as pq
-
     from ctr_pipeline.rowhash import keys, share_bound
     from ctr_pipeline.rowsample import held_rows, key_rate, smallest
 
-    total = sum(pq.ParquetFile(str(f.path)).metadata.num_rows for f in part_files(split))
+    total = parquet_rows(split)
     rows = held_rows(limit, total, max_rows, source, key, what)
     if rows == total:
         x, cols = read_csr(split, width, columns, dtype=np.float64)

@@ -22,6 +22,7 @@ from ctr_pipeline.rowsample import key_column
 from ctr_pipeline.schema import SPLIT_NAMES
 from ctr_pipeline.stage import StageContext, StageResult
 
+from .arrow_io import parquet_rows
 from .encode import encode
 from .featuremap import check_map, feature_map, passthrough_map
 from .fit import build_transform, quantile_probabilities
@@ -317,7 +318,7 @@ def run(ctx: StageContext) -> StageResult:
     for name, df in splits.items():
         path = str(ctx.out / name)
         write_features(transform(ctx.spark, t, df, out_of_fold=(name == "train")), t.width, path)
-        rows[name] = ctx.spark.read.parquet(path).count()
+        rows[name] = parquet_rows(ctx.out / name) if (ctx.out / name).is_local else ctx.spark.read.parquet(path).count()
         if ctx.cfg.features.libsvm:
             libsvm_lines(ctx.spark.read.parquet(path), weight=bool(spec.weight)).write.text(path + "_libsvm")
         log.info("features: %s: %s rows", name, f"{rows[name]:,}")

@@ -181,8 +181,19 @@ def sample_with_mrjob(cfg, spark, df: DataFrame, total: int, out: Location) -> t
     return engine_report(cfg, pool, info["targets"], info["counts"], engine, info["waitlists"])
 
 
+def local_digest(split: Location) -> str:
+    """:func:`sampling.srs.digest` of the row ids in a local set's Parquet files, read with pyarrow (the
+    ``row_id`` column only): no Spark job."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    ids = [pq.read_table(str(f.path), columns=["row_id"]).column("row_id").to_numpy() for f in split.parquet_parts()]
+    return srs.digest_array(np.concatenate(ids) if ids else np.empty(0, np.int64))
+
+
 def describe_sets(spark, out: Location, stratify_by: Optional[str] = None) -> tuple[dict, dict, dict]:
-    """Rows, order-independent row-id digest and (when stratified) rows per stratum of each set."""
+    """Rows, order-independent row-id digest and (when stratified) rows per stratum of each set; a local
+    set's digest is read by the driver (:func:`local_digest`), any other's is one Spark aggregate."""
     rows, digests, per_stratum = {}, {}, {}
     for name in SPLIT_NAMES:
         if not (out / name).is_dir():
@@ -191,8 +202,11 @@ def describe_sets(spark, out: Location, stratify_by: Optional[str] = None) -> tu
             strata = stratum_expr(stratify_by).alias("s")
             per_stratum[name] = {r["s"]: r["count"] for r in
                                  spark.read.parquet(str(out / name)).groupBy(strata).count().collect()}
-        with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
-            digests[name] = id_digest(spark.read.parquet(str(out / name)).select("row_id"))
+        if (out / name).is_local:
+            digests[name] = local_digest(out / name)
+        else:
+            with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
+                digests[name] = id_digest(spark.read.parquet(str(out / name)).select("row_id"))
         rows[name] = srs.digest_count(digests[name])  # the digest pass counted the rows too
         log.info("sample: %s: %s rows", name, f"{rows[name]:,}")
     return rows, digests, per_stratum

@@ -203,6 +203,12 @@ def digest(row_ids: Iterable[int]) -> str:
     return f"{count:x}-{total:016x}"
 
 
+def digest_array(row_ids: np.ndarray) -> str:
+    """:func:`digest` of an int64 array of row ids, vectorised (uint64 sums wrap mod 2**64)."""
+    mixed = mix64_array(np.asarray(row_ids, dtype=np.int64).view(np.uint64))
+    return f"{len(mixed):x}-{int(mixed.sum(dtype=np.uint64)):016x}"
+
+
 def digest_count(digest_text: str) -> int:
     """The number of row ids a digest covers."""
     return int(digest_text.split("-")[0], 16)

@@ -166,14 +166,19 @@ def test_mrjob_engine_selects_the_same_rows_as_spark(spark, tmp_path, demo_tsv, 
         spark.read.parquet(str(spark_run.path_of("sample") / "train")).columns
 
 
-def test_spark_digest_is_the_pure_digest_at_the_edges(spark):
-    """One Spark aggregate gives :func:`sampling.srs.digest`: ids whose SplitMix64 sums wrap past 2**64,
-    the largest id, and no rows at all."""
+def test_spark_digest_is_the_pure_digest_at_the_edges(spark, tmp_path):
+    """One Spark aggregate, and the driver's read of a local set's files, give :func:`sampling.srs.digest`:
+    ids whose SplitMix64 sums wrap past 2**64, the largest id, and no rows at all."""
     from ctr_pipeline.rowsample import id_digest
     from ctr_pipeline.spark import temporary_conf
+    from ctr_pipeline.storage import Location
+    from sampling.spark_job import local_digest
 
     ids = [0, 1, 7, (1 << 63) - 1, (1 << 62) + 12345, *range(1000, 3000)]
-    df = spark.createDataFrame([(i,) for i in ids], "row_id long")
+    df = spark.createDataFrame([(i,) for i in ids], "row_id long").repartition(3)
+    df.write.parquet(str(tmp_path / "set"))
+    df.limit(0).write.parquet(str(tmp_path / "empty"))
     with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
-        assert id_digest(df) == srs.digest(ids)
-        assert id_digest(df.limit(0)) == srs.digest([])
+        assert id_digest(df) == local_digest(Location.of(tmp_path / "set")) == srs.digest(ids)
+        assert id_digest(df.limit(0)) == local_digest(Location.of(tmp_path / "empty")) == srs.digest([])
+    assert srs.digest_array(np.array(ids[::-1], dtype=np.int64)) == srs.digest(ids)
