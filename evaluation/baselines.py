@@ -18,7 +18,7 @@ from ctr_pipeline.errors import InputDataError, UserError
 from ctr_pipeline.rowsample import capped_rows, capped_sample
 from ctr_pipeline.schema import Config
 from ctr_pipeline.storage import Location
-from features.arrow_io import read_capped, read_csr
+from features.arrow_io import parquet_rows, read_capped, read_csr
 from features.spark_io import batch_csr, vector_width
 
 log = logging.getLogger("ctr_pipeline.evaluation")
@@ -75,8 +75,9 @@ def fit(name: str, cfg: Config, train: DataFrame, validation: Optional[DataFrame
     sample of ``evaluation.baseline_rows`` of them. Logistic regression picks its L2 strength from
     LR_REG_GRID by validation MXE when a validation split exists; with ``held`` (the features directory,
     local, on a local master) its rows are read by the driver (:func:`features.arrow_io.read_capped`: the
-    same rows) instead of collected by Spark. ``gbdt_lr`` is fit on (a capped sample of) the validation
-    split with the trained booster ``booster_raw``. Returns (model, settings)."""
+    same rows) instead of collected by Spark, and so is a validation split of at most LR_DRIVER_ROWS rows.
+    ``gbdt_lr`` is fit on (a capped sample of) the validation split with the trained booster
+    ``booster_raw``. Returns (model, settings)."""
     e = cfg.evaluation
     if name == "gbdt_lr":
         return _fit_gbdt_lr(cfg, validation, booster_raw)
@@ -88,7 +89,8 @@ def fit(name: str, cfg: Config, train: DataFrame, validation: Optional[DataFrame
         else:
             x, cols, rows, total = read_capped(held / "train", vector_width(train), *args, key=LR_ROWS_KEY, what=LR_FIT)
         log.info("evaluate: fitting baseline %s on %s of %s train rows", name, f"{rows:,}", f"{total:,}")
-        if validation is not None and held is not None:
+        if validation is not None and held is not None and parquet_rows(held / "validation") <= LR_DRIVER_ROWS:
+            # held whole, as the train sample is (a larger split is scored on Spark)
             vx, vcols = read_csr(held / "validation", vector_width(validation), ("label",), dtype=np.float64)
             validation = (vx, vcols["label"])
         model, settings = _fit_logistic(x, cols, validation)
