@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seed", type=int, help="sampling seed (sampling.seed)")
             p.add_argument("--delta", type=float, help="ScalableSRS failure probability (sampling.delta)")
             p.add_argument("--stratify-by", metavar="COLUMN", help="stratify sets by this column (e.g. label)")
-            p.add_argument("--engine", choices=("spark", "mrjob"), help="sampler implementation (sampling.engine)")
+            p.add_argument("--engine", choices=("auto", "driver", "spark", "mrjob"),
+                           help="sampler implementation (sampling.engine)")
         p.set_defaults(handler=cmd_stages, stages=STAGES if name == "run" else (name,))
     p = sub.add_parser("demo-data", help="write seeded demo data in the Criteo DAC layout")
     p.add_argument("--rows", type=int, default=100_000, help="number of rows (default 100000)")

@@ -61,9 +61,12 @@ class SamplingConfig:
                             "with a derived seed and says so.", gt=0.0, lt=0.5)
     stratify_by: Optional[str] = _f(None, "Column to stratify by (e.g. label): each set gets every stratum "
                                           "in proportion to its size.")
-    engine: str = _f("spark", "Which implementation draws the sample: `spark` (in the Spark job) or `mrjob` "
-                              "(the MapReduce job sampling/mr_srs.py; same rows for the same seed).",
-                     choices=("spark", "mrjob"))
+    engine: str = _f("auto", "Which implementation reads the input and draws the sample: `driver` (the "
+                             "driver process reads the files and draws with numpy: a local master, input files "
+                             "and run directory on this machine, plain or gzip delimited text), `spark` (Spark "
+                             "jobs) or `mrjob` (the MapReduce job sampling/mr_srs.py); `auto` is driver where it "
+                             "can run, else spark. All select the same rows for the same seed.",
+                     choices=("auto", "driver", "spark", "mrjob"))
     mrjob_runner: str = _f("inline", "mrjob runner for engine mrjob: `inline`, `local`, `spark` or `emr` "
                                      "(mrjob's EMR runner, its mrjob.conf generated from emr.definition; "
                                      "needs an s3:// run directory).",

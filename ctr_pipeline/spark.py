@@ -195,3 +195,9 @@ def temporary_conf(spark, key: str, value: str):
             spark.conf.unset(key)
         else:
             spark.conf.set(key, before)
+
+
+def driver_reads(spark, where) -> bool:
+    """Whether the driver reads and writes the files under ``where`` (a :class:`~ctr_pipeline.storage.Location`)
+    itself, without Spark jobs: a local master (the driver is the machine) and a local directory."""
+    return spark.sparkContext.master.startswith("local") and where.is_local

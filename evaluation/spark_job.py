@@ -16,8 +16,8 @@ from pyspark.sql import functions as F
 
 from ctr_pipeline.registry.bundle import LINEAR
 from ctr_pipeline.schema import Config
+from ctr_pipeline.spark import driver_reads
 from ctr_pipeline.stage import StageContext, StageResult, json_default
-from features.arrow_io import driver_reads
 from features.spark_io import read_features, vector_width
 
 from . import baselines, plots

@@ -16,12 +16,6 @@ from ctr_pipeline.storage import Location
 from .spark_io import SPARSE, batch_csr
 
 
-def driver_reads(spark, where: Location) -> bool:
-    """Whether the driver reads feature splits under ``where`` itself: a local master (the driver is the
-    machine) and a local directory (:func:`read_capped` reads the files' footers)."""
-    return spark.sparkContext.master.startswith("local") and where.is_local
-
-
 def read_csr(split: Location, width: int, columns: tuple[str, ...],
              keep: Optional[Callable[[np.ndarray], np.ndarray]] = None, dtype=np.float32):
     """(CSR matrix of ``features``, float32 or ``dtype``, {column: numpy array}) of every row of the feature

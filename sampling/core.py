@@ -1,7 +1,8 @@
 """Pure sampling plans: rows wanted per (stratum, set) from the config and the stratum sizes."""
 from __future__ import annotations
 
-from typing import Mapping, Optional
+import logging
+from typing import Callable, Mapping, Optional, Sequence, TypeVar
 
 from ctr_pipeline.errors import InputDataError
 from ctr_pipeline.schema import SPLIT_NAMES, SamplingConfig
@@ -11,6 +12,9 @@ from . import srs
 Stratum = Optional[str]
 ALL_STRATA = "__all__"      # how reports and the mrjob job name the stratum of an unstratified sample
 NULL_STRATUM = "__null__"   # the stratum of rows whose stratify column is null
+MAX_ATTEMPTS = 5            # seeds tried before ScalableSRS gives up (each fails with probability <= 2*delta)
+T = TypeVar("T")
+log = logging.getLogger("ctr_pipeline.sampling")
 
 
 def stratum_name(stratum: Stratum) -> str:
@@ -94,6 +98,20 @@ def plan_targets(cfg: SamplingConfig, counts: Mapping[Stratum, int]) -> dict[Str
     return targets
 
 
+def check_stratum_column(cfg, columns: Sequence[str]) -> None:
+    """Stop when ``sampling.stratify_by`` names a column the input does not have (``cfg``: the whole config)."""
+    column = cfg.sampling.stratify_by
+    if column and column not in columns:
+        raise InputDataError(f"{cfg.source_of('sampling.stratify_by')}: sampling.stratify_by column {column!r} is "
+                             f"not in the input (columns: {', '.join(columns)})")
+
+
+def stratum_plans(cfg: SamplingConfig, counts: Mapping[Stratum, int]) -> tuple[dict, dict[Stratum, srs.StratumPlan]]:
+    """(rows wanted per stratum and set, each stratum's ScalableSRS plan)."""
+    targets = plan_targets(cfg, counts)
+    return targets, {s: srs.plan_stratum(s, counts[s], targets[s], cfg.delta) for s in counts}
+
+
 def inclusion_rates(targets: Mapping[Stratum, Mapping[str, int]],
                     counts: Mapping[Stratum, int]) -> dict[str, dict[str, float]]:
     """Per set, the share of each stratum's rows that it holds (what evaluation needs to correct for
@@ -103,3 +121,23 @@ def inclusion_rates(targets: Mapping[Stratum, Mapping[str, int]],
         for name, k in per_set.items():
             out.setdefault(name, {})[stratum_name(s)] = k / counts[s] if counts[s] else 0.0
     return out
+
+
+def retry_warning(why: str, seed: int) -> None:
+    log.warning("sample: %s (probability <= 2*delta); retrying with derived seed %d", why, seed)
+
+
+def first_exact(seed: int, attempt: Callable[[int], T], warn: Callable[[str, int], None]) -> tuple[T, int, int]:
+    """(``attempt(seed)``, the seed used, attempts): on :class:`srs.ShortWaitlist` the next derived seed is
+    tried (``warn(why, seed)`` says so), up to MAX_ATTEMPTS seeds in all."""
+    used, attempts = seed, 0
+    while True:
+        attempts += 1
+        try:
+            return attempt(used), used, attempts
+        except srs.ShortWaitlist as short:
+            if attempts >= MAX_ATTEMPTS:
+                raise InputDataError(f"ScalableSRS found no exact sample in {attempts} attempts ({short}); "
+                                     "lower sampling.delta") from None
+            used = srs.derived_seed(seed, attempts)
+            warn(str(short), used)

@@ -20,16 +20,18 @@ from pyspark.sql import functions as F
 
 from ctr_pipeline.config import parse_duration
 from ctr_pipeline.errors import InputDataError, UserError
-from ctr_pipeline.readers.spark import read_input
+from ctr_pipeline.readers.local import local_problem, read_local
+from ctr_pipeline.readers.spark import open_input, read_input
 from ctr_pipeline.rowsample import id_digest
 from ctr_pipeline.schema import SPLIT_NAMES
-from ctr_pipeline.spark import temporary_conf
+from ctr_pipeline.spark import driver_reads, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
 
 from . import srs
-from .core import NULL_STRATUM, inclusion_rates, plan_targets, stratum_name
-from .spark_srs import MAX_ATTEMPTS, draw
+from .core import MAX_ATTEMPTS, NULL_STRATUM, check_stratum_column, inclusion_rates, plan_targets, stratum_name
+from .driver import sample_in_driver, unsupported_stratum
+from .spark_srs import draw
 
 log = logging.getLogger("ctr_pipeline.sampling")
 
@@ -40,13 +42,8 @@ def stratum_expr(column: str) -> Column:
 
 
 def stratum_column(cfg, df: DataFrame) -> Optional[Column]:
-    column = cfg.sampling.stratify_by
-    if not column:
-        return None
-    if column not in df.columns:
-        raise InputDataError(f"{cfg.source_of('sampling.stratify_by')}: sampling.stratify_by column {column!r} is "
-                             f"not in the input (columns: {', '.join(df.columns)})")
-    return stratum_expr(column)
+    check_stratum_column(cfg, df.columns)
+    return stratum_expr(cfg.sampling.stratify_by) if cfg.sampling.stratify_by else None
 
 
 def out_of_time_window(cfg, df: DataFrame) -> tuple[Column, dict]:
@@ -85,19 +82,19 @@ def sampling_pool(cfg, df: DataFrame, total: int) -> Pool:
     return Pool(rows, size, is_test, oot)
 
 
-def engine_report(cfg, pool: Pool, targets: dict, counts: dict, engine: dict,
+def engine_report(cfg, out_of_time: Optional[dict], targets: dict, counts: dict, engine: dict,
                   waitlists: dict) -> tuple[dict, dict]:
-    """(requested rows per set, report) for either engine."""
+    """(requested rows per set, report) for any engine; ``out_of_time``: the out-of-time split's facts."""
     s_cfg = cfg.sampling
     requested = {name: sum(t.get(name, 0) for t in targets.values()) for name in SPLIT_NAMES}
-    if pool.out_of_time is not None:
-        requested["test"] = pool.out_of_time["test_rows"]
+    if out_of_time is not None:
+        requested["test"] = out_of_time["test_rows"]
     report = {"method": "scalable_srs", **engine, "seed": s_cfg.seed, "delta": s_cfg.delta,
-              "n": sum(counts.values()) + (pool.out_of_time or {}).get("test_rows", 0),
+              "n": sum(counts.values()) + (out_of_time or {}).get("test_rows", 0),
               "stratify_by": s_cfg.stratify_by,
               "strata": {stratum_name(s): {"n": counts[s], "requested": targets[s],
                                            "waitlist": waitlists.get(stratum_name(s))} for s in counts},
-              "inclusion_rates": inclusion_rates(targets, counts), "out_of_time": pool.out_of_time}
+              "inclusion_rates": inclusion_rates(targets, counts), "out_of_time": out_of_time}
     return {k: v for k, v in requested.items() if v}, report
 
 
@@ -108,7 +105,7 @@ def sample_with_spark(cfg, spark, df: DataFrame, total: int, out: Location) -> t
     if pool.is_test is not None:
         df.filter(pool.is_test).write.parquet(str(out / "test"))
     engine = {"engine": "spark", "seed_used": drawn.seed, "attempts": drawn.attempts}
-    return engine_report(cfg, pool, drawn.targets, drawn.counts, engine, drawn.waitlists)
+    return engine_report(cfg, pool.out_of_time, drawn.targets, drawn.counts, engine, drawn.waitlists)
 
 
 def emr_mrjob_conf(cfg, work: Location, local_dir: Path) -> str:
@@ -178,7 +175,7 @@ def sample_with_mrjob(cfg, spark, df: DataFrame, total: int, out: Location) -> t
     work.rmtree()
     engine = {"engine": "mrjob", "mrjob_runner": s_cfg.mrjob_runner, "seed_used": info["seed_used"],
               "attempts": info["attempts"]}
-    return engine_report(cfg, pool, info["targets"], info["counts"], engine, info["waitlists"])
+    return engine_report(cfg, pool.out_of_time, info["targets"], info["counts"], engine, info["waitlists"])
 
 
 def local_digest(split: Location) -> str:
@@ -191,14 +188,17 @@ def local_digest(split: Location) -> str:
     return srs.digest_array(np.concatenate(ids) if ids else np.empty(0, np.int64))
 
 
-def describe_sets(spark, out: Location, stratify_by: Optional[str] = None) -> tuple[dict, dict, dict]:
+def describe_sets(spark, out: Location, stratify_by: Optional[str] = None,
+                  per_stratum: Optional[dict] = None) -> tuple[dict, dict, dict]:
     """Rows, order-independent row-id digest and (when stratified) rows per stratum of each set; a local
-    set's digest is read by the driver (:func:`local_digest`), any other's is one Spark aggregate."""
-    rows, digests, per_stratum = {}, {}, {}
+    set's digest is read by the driver (:func:`local_digest`), any other's is one Spark aggregate.
+    ``per_stratum``: the rows per set and stratum when the caller knows them (else counted by Spark)."""
+    rows, digests, known = {}, {}, per_stratum is not None
+    per_stratum = dict(per_stratum or {})
     for name in SPLIT_NAMES:
         if not (out / name).is_dir():
             continue
-        if stratify_by:
+        if stratify_by and not known:
             strata = stratum_expr(stratify_by).alias("s")
             per_stratum[name] = {r["s"]: r["count"] for r in
                                  spark.read.parquet(str(out / name)).groupBy(strata).count().collect()}
@@ -212,18 +212,58 @@ def describe_sets(spark, out: Location, stratify_by: Optional[str] = None) -> tu
     return rows, digests, per_stratum
 
 
+def driver_problem(cfg, spark, out: Location, source) -> Optional[str]:
+    """Why the driver engine cannot draw this sample (None when it can)."""
+    if not driver_reads(spark, out):
+        return "Spark's master or the run directory is not on this machine"
+    return local_problem(spark, source) or unsupported_stratum(source.layout, cfg.sampling.stratify_by)
+
+
+def engine_for(cfg, spark, out: Location, source) -> str:
+    """``sampling.engine`` resolved: ``auto`` is the driver engine where it can run, else Spark."""
+    setting = cfg.sampling.engine
+    if setting in ("spark", "mrjob"):
+        return setting
+    problem = driver_problem(cfg, spark, out, source)
+    if problem is None:
+        return "driver"
+    if setting == "driver":
+        raise UserError(f"{cfg.source_of('sampling.engine')}: sampling.engine is driver but {problem}; set it to "
+                        "auto or spark")
+    log.info("sample: Spark draws the sets (%s)", problem)
+    return "spark"
+
+
+def sample_with_driver(cfg, spark, table, out: Location) -> tuple[dict, dict, dict]:
+    """The driver engine (:mod:`sampling.driver`): (requested rows per set, report, rows per set and stratum)."""
+    oot, drawn, per_stratum = sample_in_driver(cfg, table, out, spark.sparkContext.defaultParallelism)
+    engine = {"engine": "driver", "seed_used": drawn.seed, "attempts": drawn.attempts}
+    return (*engine_report(cfg, oot, drawn.targets, drawn.counts, engine, drawn.waitlists), per_stratum)
+
+
 def run(ctx: StageContext) -> StageResult:
     cfg, spark = ctx.cfg, ctx.spark
     log.info("sample: reading %s (%s)", cfg.input.path, cfg.input.format)
-    report = read_input(spark, cfg, str(ctx.out / "_quarantine"))
+    source = open_input(spark, cfg)
+    engine = engine_for(cfg, spark, ctx.out, source)
+    if engine == "driver":
+        report = read_local(spark, source, ctx.out / "_quarantine")
+    else:
+        report = read_input(spark, cfg, str(ctx.out / "_quarantine"), source=source)
     try:
         log.info("sample: %s rows read from %d file(s), %s quarantined", f"{report.rows_read:,}",
                  len(report.files), f"{report.rows_bad:,}")
         total = report.rows_read - report.rows_bad
-        engine = sample_with_mrjob if cfg.sampling.engine == "mrjob" else sample_with_spark
-        with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
-            requested, chosen = engine(cfg, spark, report.good, total, ctx.out)
-        rows, digests, per_stratum = describe_sets(spark, ctx.out, cfg.sampling.stratify_by)
+        known = None
+        if engine == "driver":
+            requested, chosen, known = sample_with_driver(cfg, spark, report.good, ctx.out)
+        else:
+            draw_with = sample_with_mrjob if engine == "mrjob" else sample_with_spark
+            with temporary_conf(spark, "spark.sql.ansi.enabled", "false"):
+                requested, chosen = draw_with(cfg, spark, report.good, total, ctx.out)
+        report.release()
+        rows, digests, per_stratum = describe_sets(spark, ctx.out, cfg.sampling.stratify_by,
+                                                   known if cfg.sampling.stratify_by else None)
     finally:
         report.release()
     if rows != requested:  # a broken invariant, never a silent wrong size

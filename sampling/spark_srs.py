@@ -11,21 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from dataclasses import dataclass
 from typing import Mapping, Optional
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from ctr_pipeline.errors import InputDataError
 from ctr_pipeline.rowsample import key_column
 from ctr_pipeline.storage import Location
 
 from . import srs
-from .core import plan_targets, stratum_name
+from .core import first_exact, retry_warning, stratum_name, stratum_plans
+from .srs import Drawn
 
 log = logging.getLogger("ctr_pipeline.sampling")
-MAX_ATTEMPTS = 5
 
 
 def _below(k: Column, bound: int) -> Column:
@@ -73,9 +71,10 @@ def set_column(plans: Mapping, cuts: Mapping, k: Column, rid: Column, stratum: O
 
 
 def stratum_counts(df: DataFrame, stratum: Optional[Column], total: int) -> dict[Optional[str], int]:
+    """Rows per stratum, in the strata's order (so plans and reports do not depend on Spark's)."""
     if stratum is None:
         return {None: total}
-    return {r["s"]: r["count"] for r in df.groupBy(stratum.alias("s")).count().collect()}
+    return dict(sorted((r["s"], r["count"]) for r in df.groupBy(stratum.alias("s")).count().collect()))
 
 
 def write_candidates(df: DataFrame, plans: Mapping, seed: int, stratum: Optional[Column], path: Location) -> None:
@@ -148,16 +147,6 @@ def place_sets(spark, path: Location, plans: Mapping, cuts: Mapping, seed: int, 
                 _move_files(part, out / part.name[len("_set="):])
 
 
-@dataclass
-class Drawn:
-    plans: dict
-    targets: dict
-    counts: dict
-    seed: int                        # the seed whose keys made the sample (a derived one after a retry)
-    attempts: int
-    waitlists: dict                  # waitlisted rows per stratum
-
-
 def draw(spark, df: DataFrame, s_cfg, stratum: Optional[Column], total: int, out: "Location | str | os.PathLike") -> Drawn:
     """Draw the sets of ``df`` into ``out/<set>/`` (Parquet); call with ANSI off.
 
@@ -165,23 +154,15 @@ def draw(spark, df: DataFrame, s_cfg, stratum: Optional[Column], total: int, out
     """
     out = Location.of(out)
     counts = stratum_counts(df, stratum, total)
-    targets = plan_targets(s_cfg, counts)
-    plans = {s: srs.plan_stratum(s, counts[s], targets[s], s_cfg.delta) for s in counts}
-    seed, attempts = s_cfg.seed, 0
+    targets, plans = stratum_plans(s_cfg, counts)
     scratch = out / "_candidates"
-    while True:
-        attempts += 1
+
+    def attempt(seed: int):
         scratch.rmtree()
         write_candidates(df, plans, seed, stratum, scratch)
-        try:
-            cuts, waits = resolve_from_candidates(spark, scratch, plans, seed)
-            break
-        except srs.ShortWaitlist as short:
-            if attempts >= MAX_ATTEMPTS:
-                raise InputDataError(f"ScalableSRS found no exact sample in {attempts} attempts ({short}); "
-                                     "lower sampling.delta") from None
-            seed = srs.derived_seed(s_cfg.seed, attempts)
-            log.warning("sample: %s (probability <= 2*delta); retrying with derived seed %d", short, seed)
+        return resolve_from_candidates(spark, scratch, plans, seed)
+
+    (cuts, waits), seed, attempts = first_exact(s_cfg.seed, attempt, retry_warning)
     place_sets(spark, scratch, plans, cuts, seed, out)
     scratch.rmtree()
     return Drawn(plans, targets, counts, seed, attempts, waits)

@@ -103,6 +103,18 @@ def plan_stratum(stratum: Optional[str], n: int, targets: Mapping[str, int], del
     return StratumPlan(stratum, n, sets, ks, boundaries, reach)
 
 
+@dataclass
+class Drawn:
+    """What a draw used and found, for the sample report (either engine)."""
+
+    plans: dict
+    targets: dict
+    counts: dict
+    seed: int                        # the seed whose keys made the sample (a derived one after a retry)
+    attempts: int
+    waitlists: dict                  # waitlisted rows per stratum
+
+
 class ShortWaitlist(Exception):
     """A cut fell outside its waitlist interval (probability <= 2*delta): retry with a derived seed."""
 

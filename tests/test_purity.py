@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-CORES = ["sampling.core", "sampling.srs", "features.spec", "features.hashing", "features.state", "features.fit",
+CORES = ["sampling.core", "sampling.srs", "sampling.driver", "features.spec", "features.hashing", "features.state", "features.fit",
          "features.encode", "features.featuremap", "features.summary", "training.core", "evaluation.core",
          "evaluation.report", "evaluation.compare", "evaluation.plots", "evaluation.local_metrics",
          "evaluation.logistic",

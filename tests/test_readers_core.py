@@ -1,6 +1,6 @@
 """Pure record parsing: every layout, every kind of bad row, row identity."""
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctr_pipeline.errors import InputDataError
@@ -134,3 +134,25 @@ def test_row_id_round_trip(file_index, line):
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_numeric_text_round_trip(value):
     assert parse_numeric(repr(value), "x") == value
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"bc", b"\r", b"\n", b"\r\n", b"\t", b"\xef\xbb\xbf"]), max_size=30),
+       st.integers(1, 7), st.booleans())
+def test_the_driver_cuts_lines_as_hadoop_does(parts, chunk, header):
+    """At \\n, \\r\\n or a lone \\r, wherever the chunks end; no empty line after a final newline; a byte order
+    mark skipped at the start only; numbered from 1 (line 1 dropped as a CSV header)."""
+    import io
+
+    from ctr_pipeline.readers.local import BOM, numbered_lines
+
+    data = b"".join(parts)
+    lines = data.splitlines()
+    if lines and lines[0].startswith(BOM):
+        lines[0] = lines[0][len(BOM):]
+    expected = list(enumerate(lines, start=1))
+    if header:
+        expected = expected[1:]
+    got = [(first + i, line.encode()) for first, values in numbered_lines(io.BytesIO(data), header, chunk)
+           for i, line in enumerate(values.to_pylist())]
+    assert got == expected

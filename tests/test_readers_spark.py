@@ -172,15 +172,20 @@ def _mixed_lines(rng, n, header_fields=None):
 
 
 def _parsed_both_ways(spark, cfg, monkeypatch):
-    from ctr_pipeline.readers import arrow
-    from ctr_pipeline.readers.spark import layout_for, list_input_files, parse_input
+    """(rows of the Arrow parse on Spark, of the Python parse on Spark), after checking that the driver's
+    reader (:mod:`ctr_pipeline.readers.local`, chunks of 4 KiB) gives the Arrow parse's rows in row-id order."""
+    from ctr_pipeline.readers import arrow, local
+    from ctr_pipeline.readers.spark import open_input, parse_input
     from ctr_pipeline.spark import temporary_conf
 
-    layout, files = layout_for(cfg), list_input_files(spark, cfg.input.path)
+    source = open_input(spark, cfg)
     with temporary_conf(spark, "spark.sql.files.maxPartitionBytes", "4096"):
-        fast = sorted(parse_input(spark, layout, files).collect(), key=lambda r: r["row_id"])
+        fast = sorted(parse_input(spark, source).collect(), key=lambda r: r["row_id"])
+    monkeypatch.setattr(local, "CHUNK_BYTES", 4096)
+    in_driver = [tuple(r.values()) for _, batch in local._parsed_batches(spark, source, 2) for r in batch.to_pylist()]
+    assert in_driver == [tuple(r) for r in fast]
     monkeypatch.setattr(arrow, "supported", lambda layout, headers: "forced for the test")
-    slow = sorted(parse_input(spark, layout, files).collect(), key=lambda r: r["row_id"])
+    slow = sorted(parse_input(spark, source).collect(), key=lambda r: r["row_id"])
     return fast, slow
 
 

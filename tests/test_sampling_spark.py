@@ -11,9 +11,10 @@ from ctr_pipeline.errors import InputDataError
 from ctr_pipeline.pipeline import run_stage
 from ctr_pipeline.rowsample import key_column
 from ctr_pipeline.runs import RunDir
-from ctr_pipeline.schema import SamplingConfig
+from ctr_pipeline.schema import SPLIT_NAMES, SamplingConfig
 from ctr_pipeline.spark import temporary_conf
 from sampling import srs
+from sampling.driver import draw_arrays
 from sampling.spark_srs import draw
 
 pytestmark = pytest.mark.spark
@@ -39,7 +40,8 @@ def test_spark_keys_equal_python_keys(spark):
 
 @pytest.mark.parametrize("seed, test_rows", [(0, 500), (1, 500), (7, 1700), (12345, 0.1)])
 def test_spark_draw_equals_reference_under_any_partitioning(spark, seed, test_rows, tmp_path):
-    """test_rows 1700 makes the sets take every row: the last cut is at n."""
+    """test_rows 1700 makes the sets take every row: the last cut is at n. The driver engine's draw on
+    arrays gives the same sets."""
     ids = np.random.default_rng(seed).choice(10**9, size=3000, replace=False)
     cfg = SamplingConfig(seed=seed, train=1000, validation=0.1, test=test_rows)
     test_k = srs.resolve_size(test_rows, 3000)
@@ -55,6 +57,10 @@ def test_spark_draw_equals_reference_under_any_partitioning(spark, seed, test_ro
         assert drawn.seed == used
         assert {k: len(v) for k, v in got.items()} == {"train": 1000, "validation": 300, "test": test_k}
         assert {k: srs.digest(v) for k, v in got.items()} == {k: srs.digest(v) for k, v in reference.items()}
+    in_driver, chosen = draw_arrays(ids.astype(np.int64), None, cfg)
+    assert in_driver.seed == used and in_driver.targets == drawn.targets
+    assert {name: srs.digest(ids[chosen == i].tolist()) for i, name in enumerate(SPLIT_NAMES) if name in got} == \
+        {k: srs.digest(v) for k, v in reference.items()}
 
 
 def test_stratified_negative_downsampling_is_exact(spark, tmp_path):
@@ -77,6 +83,11 @@ def test_stratified_negative_downsampling_is_exact(spark, tmp_path):
     assert drawn.targets["0"]["train"] == int(round(drawn.targets["0"]["train"]))
     assert abs(counts[("train", 0)] / n0 - 0.25 * 0.8) < 0.01 and abs(counts[("train", 1)] / n1 - 0.8) < 0.01
     assert abs(counts[("test", 0)] / n0 - 0.1) < 0.01           # test keeps the natural rate
+    in_driver, chosen = draw_arrays(ids.astype(np.int64), labels.astype(str), cfg)
+    assert (in_driver.targets, in_driver.counts, in_driver.seed) == (drawn.targets, drawn.counts, drawn.seed)
+    for i, name in enumerate(SPLIT_NAMES):
+        got = spark.read.parquet(str(tmp_path / "sets" / name)).select("row_id").collect()
+        assert srs.digest(r[0] for r in got) == srs.digest(ids[chosen == i].tolist())
 
 
 def run_sample(spark, tmp_path, demo_tsv, *sets):
@@ -117,9 +128,10 @@ def test_out_of_time_split(spark, tmp_path):
         lines.append(f"{i % 50},{t},{int(i % 17 == 0)}")
     lines.append("7,,0")                        # no time: never in the out-of-time test set
     path.write_text("\n".join(lines) + "\n")
-    run, rec = run_sample(spark, tmp_path, path, "input.format=csv", "input.label=y", "input.categorical=[ip]",
-                          "input.time=click_time", "input.time_format=epoch", "sampling.out_of_time=6h",
-                          "sampling.train=0.5", "sampling.validation=100")
+    sets = ["input.format=csv", "input.label=y", "input.categorical=[ip]", "input.time=click_time",
+            "input.time_format=epoch", "sampling.out_of_time=6h", "sampling.train=0.5", "sampling.validation=100"]
+    run, rec = run_sample(spark, tmp_path, path, *sets)
+    same_sample(run, run_sample(spark, tmp_path / "spark", path, *sets, "sampling.engine=spark")[0])
     report = json.loads((run.path_of("sample") / "sample_report.json").read_text())
     assert rec["rows"] == {"train": 821, "validation": 100, "test": 360}
     assert report["out_of_time"]["rows_without_time"] == 1 and report["out_of_time"]["test_rows"] == 360
@@ -135,8 +147,27 @@ MRJOB_SETS = ["sampling.train=2000", "sampling.validation=0.1", "sampling.test=0
 
 @pytest.fixture(scope="module")
 def spark_engine_sample(spark, tmp_path_factory, demo_tsv):
-    """The Spark engine's sets that every mrjob runner must reproduce."""
-    return run_sample(spark, tmp_path_factory.mktemp("spark-engine"), demo_tsv, *MRJOB_SETS)
+    """The Spark engine's sets that the driver engine and every mrjob runner must reproduce."""
+    return run_sample(spark, tmp_path_factory.mktemp("spark-engine"), demo_tsv, *MRJOB_SETS, "sampling.engine=spark")
+
+
+def same_sample(driver_run, spark_run):
+    """The driver engine's sets hold the Spark engine's rows, every column, and the reports agree."""
+    import pyarrow.parquet as pq
+
+    a, b = (json.loads((r.path_of("sample") / "sample_report.json").read_text()) for r in (driver_run, spark_run))
+    assert (a.pop("engine"), b.pop("engine")) == ("driver", "spark") and a == b
+    for name in a["sets"]:
+        x, y = (pq.read_table(str(r.path_of("sample") / name)).sort_by("row_id") for r in (driver_run, spark_run))
+        assert x.schema == y.schema and x.equals(y)
+
+
+def test_the_driver_engine_draws_the_spark_engine_s_sample(spark, tmp_path, demo_tsv, spark_engine_sample):
+    """sampling.engine auto on a local master and run directory: the driver engine, same sets and report
+    (stratified, seed 17)."""
+    run, rec = run_sample(spark, tmp_path, demo_tsv, *MRJOB_SETS)
+    assert rec["rows"] == spark_engine_sample[1]["rows"]
+    same_sample(run, spark_engine_sample[0])
 
 
 # mrjob's spark runner (a spark-submit of its own, about a minute here) runs in `make test-all`
@@ -182,3 +213,30 @@ def test_spark_digest_is_the_pure_digest_at_the_edges(spark, tmp_path):
         assert id_digest(df) == local_digest(Location.of(tmp_path / "set")) == srs.digest(ids)
         assert id_digest(df.limit(0)) == local_digest(Location.of(tmp_path / "empty")) == srs.digest([])
     assert srs.digest_array(np.array(ids[::-1], dtype=np.int64)) == srs.digest(ids)
+
+
+def test_auto_draws_in_the_driver_only_where_it_can(spark, tmp_path, demo_tsv, monkeypatch):
+    import bz2
+    import gzip
+
+    from ctr_pipeline.errors import UserError
+    from ctr_pipeline.readers import local
+    from ctr_pipeline.readers.spark import open_input
+    from ctr_pipeline.storage import Location
+    from sampling.spark_job import engine_for
+
+    def choice(path, *sets, out=tmp_path / "run"):
+        cfg = build_config([parse_set_option(s) for s in sets] + [flag_layer("--input", "input.path", str(path))])
+        return engine_for(cfg, spark, Location.of(out), open_input(spark, cfg))
+
+    packed = tmp_path / "x.tsv.bz2"
+    packed.write_bytes(bz2.compress(gzip.decompress(demo_tsv.read_bytes())))
+    assert choice(demo_tsv) == "driver" and choice(demo_tsv, "sampling.engine=spark") == "spark"
+    assert choice(demo_tsv, out="s3://bucket/run") == "spark"        # the run directory is not on this machine
+    assert choice(packed) == "spark"                                   # a codec the driver does not read
+    assert choice(demo_tsv, "sampling.stratify_by=I1") == "spark"      # a double's text is Spark's formatting
+    assert choice(demo_tsv, "sampling.stratify_by=C1") == "driver"
+    with pytest.raises(UserError, match="sampling.engine is driver but sampling.stratify_by 'I1' is a numeric column"):
+        choice(demo_tsv, "sampling.engine=driver", "sampling.stratify_by=I1")
+    monkeypatch.setattr(local, "physical_memory", lambda: 1 << 20)
+    assert choice(demo_tsv) == "spark"                                 # over a quarter of the machine's memory

@@ -270,6 +270,9 @@ def run(ctx: StageContext) -> StageResult:
             valid, stopping_on, rows["validation"] = capped_sample(validation, t.stopping_rows, t.search_seed + 2)
             data = (data.withColumn(VALIDATION_FLAG, F.lit(False))
                     .unionByName(valid.withColumn(VALIDATION_FLAG, F.lit(True))))
+            # xgboost.spark skips its shuffle when the partitions already number its workers, and a barrier
+            # stage over a union fails (BarrierJobUnsupportedRDDChainException); its docs ask for this then.
+            params["force_repartition"] = True
         if stopping_on < rows["validation"]:
             log.info("train: early stopping evaluates an exact sample of %s of the %s validation rows each round "
                      "(training.stopping_rows)%s", f"{stopping_on:,}", f"{rows['validation']:,}",

@@ -95,7 +95,7 @@ class TextPlan:
     skip_header: bool
 
 
-def _arrow_schema(columns: Sequence[tuple[str, str]]):
+def arrow_schema(columns: Sequence[tuple[str, str]]):
     import pyarrow as pa
 
     return pa.schema([(name, getattr(pa, ARROW_TYPES[tp])()) for name, tp in columns])
@@ -146,7 +146,7 @@ def _slow_rows(plan: TextPlan, fi: int, lines: Sequence[str], numbers: Sequence[
     return [parse_record(plan.parsers[fi], fi, plan.names[fi], n, text, width) for text, n in zip(lines, numbers)]
 
 
-def _parse_group(plan: TextPlan, schema, fi: int, numbers: range, values):
+def parse_lines(plan: TextPlan, schema, fi: int, numbers: range, values):
     """The output batches of lines ``values`` (all of file ``fi``) numbered ``numbers``."""
     import numpy as np
     import pyarrow as pa
@@ -184,7 +184,7 @@ def parse_batches(plan: TextPlan, batches: Iterator) -> Iterator:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    schema = _arrow_schema(plan.columns)
+    schema = arrow_schema(plan.columns)
     seen: dict[tuple[int, int], int] = {}
     for batch in batches:
         values, paths, blocks = batch.column(0), batch.column(1), batch.column(2)
@@ -208,7 +208,7 @@ def parse_batches(plan: TextPlan, batches: Iterator) -> Iterator:
                 vals, numbers = vals.slice(1), numbers[1:]
                 if not len(vals):
                     continue
-            yield from _parse_group(plan, schema, fi, numbers, vals)
+            yield from parse_lines(plan, schema, fi, numbers, vals)
 
 
 def codecs(spark: SparkSession, uris: Sequence[str]) -> dict[str, str]:
@@ -255,31 +255,36 @@ def _block_bases(lines: DataFrame, file_index: dict) -> Optional[dict]:
     return bases
 
 
-def parse_text(spark: SparkSession, layout: Layout, uris: Sequence[str], names: Sequence[str],
-               parsers: Sequence, width: int, positions: dict, columns: list[tuple[str, str]],
-               skip_header: bool) -> Optional[DataFrame]:
-    """Every line of ``uris`` parsed: ``columns`` (the layout's, then the quarantine fields), or None when
-    the files cannot be matched to the listing (the caller parses in Python then).
-
-    ``positions`` maps a column name to its field index; ``width`` is the field count of a record.
-    """
+def text_plan(layout: Layout, uris: Sequence[str], names: Sequence[str], parsers: Sequence, positions: dict,
+              columns: list[tuple[str, str]], skip_header: bool, bases: Optional[dict] = None) -> TextPlan:
+    """The parse plan of ``uris``: ``positions`` maps a column name to its field index (a record has as many
+    fields as positions), ``columns`` are the output's (the layout's, then the quarantine fields); ``bases``
+    as in :class:`TextPlan` (None: every file is read as one block)."""
     file_index = {}
     for i, uri in enumerate(uris):
         file_index[uri] = file_index[unquote(uri)] = i
     by_name = {i: name for name, i in positions.items()}
+    width = len(positions)
     field_names = tuple(by_name.get(i, f"_unused{i}") for i in range(width))
+    return TextPlan(layout, line_pattern(layout, positions, width), field_names, tuple(columns), file_index,
+                    tuple(names), tuple(parsers), dict(bases or {}), skip_header)
+
+
+def parse_text(spark: SparkSession, source) -> Optional[DataFrame]:
+    """Every line of the text input ``source`` (:class:`ctr_pipeline.readers.spark.InputSource`) parsed: the
+    layout's columns, then the quarantine fields; None when the files cannot be matched to the listing
+    (the caller parses in Python then)."""
+    plan = source.text_plan()
+    uris = [f.uri for f in source.files]
     kinds = codecs(spark, uris)
     split = [u for u in uris if kinds[u] != "whole"]
     whole = [u for u in uris if kinds[u] == "whole"]
-    bases: dict = {}
     if split:   # the same files in the same scan as below, so Spark cuts them into the same blocks
-        found = _block_bases(_lines(spark, split), file_index)
+        found = _block_bases(_lines(spark, split), plan.file_index)
         if found is None:
             return None
-        bases = found
-    plan = TextPlan(layout, line_pattern(layout, positions, width), field_names, tuple(columns), file_index,
-                    tuple(names), tuple(parsers), bases, skip_header)
-    ddl = ", ".join(f"`{name}` {tp}" for name, tp in columns)
+        plan = source.text_plan(found)
+    ddl = ", ".join(f"`{name}` {tp}" for name, tp in plan.columns)
     parts = [_lines(spark, group).mapInArrow(lambda it: parse_batches(plan, it), ddl)
              for group in (whole, split) if group]
     out = parts[0]

@@ -17,6 +17,7 @@ from ..errors import InputDataError
 
 LINE_BITS = 40  # row_id = file_index << 40 | line (1-based): 1.1e12 lines a file, 8.3e6 files
 MAX_TEXT = 500  # characters of a bad record kept in the quarantine
+FIRST_BAD_SHOWN = 5  # bad rows a message names when there are too many
 RESERVED = ("row_id", "label", "features", "weight")
 _LABELS = {"0": 0, "1": 1, "0.0": 0, "1.0": 1}
 
@@ -267,3 +268,53 @@ def parse_partition(parsers: Sequence[Any], width: int, file_names: Sequence[str
     """
     for file_index, line, payload in records:
         yield parse_record(parsers[file_index], file_index, file_names[file_index], line, payload, width)
+
+
+# ---------------------------------------------------------------------------------------------- whole-input checks
+
+@dataclass(frozen=True)
+class BadGroup:
+    """The quarantined rows of one (file, field): how many, and the first one's line and reason."""
+
+    file: str
+    field: str
+    rows: int
+    line: int
+    reason: str
+
+
+def column_problem(groups: Sequence[BadGroup], layout: Layout, rows_of: dict) -> Optional[str]:
+    """Why the input must stop rather than quarantine rows, or None: any label that is not 0/1 (the label
+    column is wrong, e.g. click counts), or a numeric column that is mostly not numbers in a file
+    (``rows_of``: rows read per file name)."""
+    ordered = sorted(groups, key=lambda g: (g.file, g.line, g.field))
+    for g in ordered:
+        if g.field in {layout.label, "label"}:
+            return (f"{g.file}: label column {layout.label!r} has values other than 0/1 on {g.rows:,} row(s) "
+                    f"(first: line {g.line}, {g.reason}); fix input.label or the data")
+    if layout.format == "libsvm":
+        return None
+    for g in ordered:
+        if g.field in layout.numeric and g.rows > 0.5 * rows_of.get(g.file, 0):
+            return (f"{g.file}: numeric column {g.field!r} is mostly not numbers ({g.rows:,} of {rows_of[g.file]:,} "
+                    f"rows; first line {g.line}: {g.reason}); declare it in input.categorical or list it in "
+                    "input.drop")
+    return None
+
+
+def too_many_bad(bad: int, total: int, first: Sequence[tuple], max_bad_share: float) -> Optional[str]:
+    """The message when the malformed share exceeds ``input.max_bad_share`` (``first``: (file, line, field,
+    reason) of the first bad rows by row id), else None."""
+    if not bad or bad / total <= max_bad_share:
+        return None
+    shown = "; ".join(f"{file} line {line}: {field}: {reason}" for file, line, field, reason in first)
+    return (f"{bad:,} of {total:,} input rows are malformed ({bad / total:.2%} > input.max_bad_share "
+            f"{max_bad_share:.2%}); first: {shown}")
+
+
+def unreadable_message(unreadable: Sequence[tuple[str, str]]) -> str:
+    """The message for compressed input files that cannot be read to their end: (file, reason) each."""
+    shown = "; ".join(f"{name} ({reason})" for name, reason in unreadable[:5])
+    return (f"{len(unreadable)} input file(s) cannot be read to their end, truncated or corrupt: {shown}. The run "
+            "stopped rather than drop their rows (input.max_bad_share counts malformed lines, not unreadable "
+            "files): fetch them again, or move them out of the input")

@@ -23,10 +23,9 @@ from ..failures import corrupt_compressed
 from ..schema import Config
 from ..spark import temporary_conf
 from . import arrow
-from .core import (LINE_BITS, QUARANTINE_COLUMNS, RESERVED, CsvParser, DacParser, Layout, LibsvmParser,
-                   RecordParser, check_header, parse_partition)
-
-FIRST_BAD_SHOWN = 5
+from .core import (FIRST_BAD_SHOWN, LINE_BITS, QUARANTINE_COLUMNS, RESERVED, BadGroup, CsvParser, DacParser, Layout,
+                   LibsvmParser, RecordParser, check_header, column_problem, parse_partition, too_many_bad,
+                   unreadable_message)
 
 
 @dataclass(frozen=True)
@@ -42,9 +41,10 @@ class InputFile:
 @dataclass
 class InputReport:
     """Good rows (read from the cache of parsed rows: call :meth:`release` when done) and what was found on
-    the way."""
+    the way. ``good`` is a DataFrame, or a pyarrow Table when the driver read the input
+    (:mod:`.local`)."""
 
-    good: DataFrame
+    good: Any
     files: list[InputFile]
     rows_read: int
     rows_bad: int
@@ -52,9 +52,10 @@ class InputReport:
     cached: Optional["KeptRows"] = None
 
     def release(self) -> None:
-        """Drop the kept rows behind :attr:`good`."""
+        """Drop the kept rows behind :attr:`good` (and ``good``); a second call does nothing."""
         if self.cached is not None:
             self.cached.release()
+        self.cached = self.good = None
 
     def summary(self) -> dict[str, Any]:
         return {"files": [{"path": f.display, "bytes": f.size} for f in self.files],
@@ -133,11 +134,43 @@ def _parquet_records(spark: SparkSession, files: list[InputFile], layout: Layout
     return spark.sparkContext.union(rdds)
 
 
-def parse_input(spark: SparkSession, layout: Layout, files: list[InputFile]) -> DataFrame:
-    """All records parsed: the layout's columns plus the quarantine columns (null on good rows)."""
-    columns = layout.columns() + QUARANTINE_COLUMNS
-    width = len(layout.columns()) - 1
-    names = [f.display for f in files]
+@dataclass(frozen=True)
+class InputSource:
+    """The input as listed and checked before any row is parsed: its layout, its files (sorted by path), a
+    parser per file and, for CSV, each file's header positions."""
+
+    cfg: Config
+    layout: Layout
+    files: list[InputFile]
+    parsers: list
+    headers: Optional[list[dict]]
+
+    @property
+    def positions(self) -> dict:
+        """Field index of each column in a delimited text record."""
+        return self.headers[0] if self.headers else dac_positions(self.layout.labeled)
+
+    @property
+    def names(self) -> list[str]:
+        return [f.display for f in self.files]
+
+    def text_plan(self, bases: Optional[dict] = None) -> Optional["arrow.TextPlan"]:
+        """What the Arrow parser needs, or None when it cannot read this input (:func:`arrow.supported`)."""
+        if arrow.supported(self.layout, self.headers) is not None:
+            return None
+        return arrow.text_plan(self.layout, [f.uri for f in self.files], self.names, self.parsers, self.positions,
+                               self.layout.columns() + QUARANTINE_COLUMNS, self.headers is not None, bases)
+
+
+def open_input(spark: SparkSession, cfg: Config, labeled: bool = True) -> InputSource:
+    """List ``cfg.input`` and check its layout and CSV headers (see :func:`read_input`)."""
+    if not cfg.input.path:
+        raise InputDataError("no input: pass --input PATH or set input.path in the config file")
+    if not labeled and cfg.input.format == "libsvm":
+        raise InputDataError(f"{cfg.input.path}: unlabeled libsvm input is not supported (every svmlight line "
+                             "starts with its label)")
+    layout = layout_for(cfg, labeled)
+    files = list_input_files(spark, cfg.input.path)
     headers = None
     if layout.format == "parquet":
         parsers = [RecordParser(layout)] * len(files)
@@ -150,11 +183,16 @@ def parse_input(spark: SparkSession, layout: Layout, files: list[InputFile]) -> 
             headers.append({name: i for i, name in enumerate(header)})
     else:
         parsers = [DacParser(layout) if layout.format == "criteo_dac" else LibsvmParser(layout)] * len(files)
-    if arrow.supported(layout, headers) is None:
-        positions = headers[0] if headers else dac_positions(layout.labeled)
-        fields = len(positions)
-        parsed = arrow.parse_text(spark, layout, [f.uri for f in files], names, parsers, fields, positions,
-                                  columns, skip_header=headers is not None)
+    return InputSource(cfg, layout, files, parsers, headers)
+
+
+def parse_input(spark: SparkSession, source: InputSource) -> DataFrame:
+    """All records parsed: the layout's columns plus the quarantine columns (null on good rows)."""
+    layout, files, parsers = source.layout, source.files, source.parsers
+    columns = layout.columns() + QUARANTINE_COLUMNS
+    width = len(layout.columns()) - 1
+    if source.text_plan() is not None:
+        parsed = arrow.parse_text(spark, source)
         if parsed is not None:
             return parsed
     if layout.format == "parquet":
@@ -162,6 +200,7 @@ def parse_input(spark: SparkSession, layout: Layout, files: list[InputFile]) -> 
     else:
         records = _text_records(spark, files, skip_header=layout.format == "csv")
     ddl = ", ".join(f"`{name}` {tp}" for name, tp in columns)
+    names = source.names
     parsed = records.mapPartitions(lambda recs: parse_partition(parsers, width, names, recs))
     return spark.createDataFrame(parsed, schema=ddl, verifySchema=False)
 
@@ -232,7 +271,8 @@ def keep_rows(spark: SparkSession, parsed: DataFrame, text_bytes: int) -> tuple[
     return parsed, KeptRows(parsed, False)
 
 
-def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str, labeled: bool = True) -> InputReport:
+def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str, labeled: bool = True,
+               source: Optional[InputSource] = None) -> InputReport:
     """Read and validate ``cfg.input``; write bad rows as JSON lines to ``quarantine_dir``.
 
     Parsed rows are kept (:func:`keep_rows`), spread by hash of row_id over :func:`partitions_for`
@@ -242,16 +282,12 @@ def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str, labeled: b
 
     Fails (InputDataError naming the first bad lines) when the malformed share exceeds
     ``input.max_bad_share``. Call ``release()`` on the report when done with the good rows. Unlabeled
-    input (``labeled=False``, see :func:`layout_for`) gets a null label.
+    input (``labeled=False``, see :func:`layout_for`) gets a null label. ``source``: the input already opened
+    (:func:`open_input`).
     """
-    if not cfg.input.path:
-        raise InputDataError("no input: pass --input PATH or set input.path in the config file")
-    if not labeled and cfg.input.format == "libsvm":
-        raise InputDataError(f"{cfg.input.path}: unlabeled libsvm input is not supported (every svmlight line "
-                             "starts with its label)")
-    layout = layout_for(cfg, labeled)
-    files = list_input_files(spark, cfg.input.path)
-    parsed = parse_input(spark, layout, files)
+    source = source or open_input(spark, cfg, labeled)
+    layout, files = source.layout, source.files
+    parsed = parse_input(spark, source)
     scan = parsed.rdd.getNumPartitions()
     text_bytes = text_size(spark, files)
     wanted = partitions_for(spark, text_bytes, scan)
@@ -270,33 +306,25 @@ def read_input(spark: SparkSession, cfg: Config, quarantine_dir: str, labeled: b
             kept.release()
         unreadable = unreadable_files(spark, files) if corrupt_compressed(str(exc)) else []
         if unreadable:
-            shown = "; ".join(f"{name} ({reason})" for name, reason in unreadable[:5])
-            raise InputDataError(
-                f"{len(unreadable)} input file(s) cannot be read to their end, truncated or corrupt: {shown}. The "
-                "run stopped rather than drop their rows (input.max_bad_share counts malformed lines, not "
-                "unreadable files): fetch them again, or move them out of the input") from None
+            raise InputDataError(unreadable_message(unreadable)) from None
         raise
     total, bad = sum(counts.values()), counts.get(True, 0)
     if total == 0:
         kept.release()
         raise InputDataError(f"{cfg.input.path}: input is empty (no data rows in {len(files)} file(s))")
     bad_rows = parsed.filter(F.col("_reason").isNotNull())
+    line = F.col("row_id").bitwiseAND((1 << LINE_BITS) - 1)
     if bad:
-        try:
-            check_bad_columns(parsed, bad_rows, layout, files)
-        except InputDataError:
+        per_file = rows_per_file(parsed, files) if layout.format != "libsvm" else {}
+        problem = column_problem(bad_groups(bad_rows), layout, per_file)
+        if problem is None:
+            first = (bad_rows.orderBy("row_id").limit(FIRST_BAD_SHOWN)
+                     .select("_file", line, "_field", "_reason").collect())
+            problem = too_many_bad(bad, total, [tuple(r) for r in first], cfg.input.max_bad_share)
+        if problem is not None:
             kept.release()
-            raise
-    if bad and bad / total > cfg.input.max_bad_share:
-        first = bad_rows.orderBy("row_id").limit(FIRST_BAD_SHOWN).collect()
-        kept.release()
-        shown = "; ".join(f"{r['_file']} line {r['row_id'] & ((1 << LINE_BITS) - 1)}: {r['_field']}: {r['_reason']}"
-                          for r in first)
-        raise InputDataError(f"{bad:,} of {total:,} input rows are malformed ({bad / total:.2%} > "
-                             f"input.max_bad_share {cfg.input.max_bad_share:.2%}); first: {shown}")
-    if bad:
-        (bad_rows.select(F.col("_file").alias("file"),
-                         F.col("row_id").bitwiseAND((1 << LINE_BITS) - 1).alias("line"),
+            raise InputDataError(problem)
+        (bad_rows.select(F.col("_file").alias("file"), line.alias("line"),
                          F.col("_field").alias("field"), F.col("_reason").alias("reason"),
                          F.col("_text").alias("text"))
          .coalesce(1).write.json(quarantine_dir))
@@ -330,30 +358,20 @@ def unreadable_files(spark: SparkSession, files: list[InputFile]) -> list[tuple[
     return bad
 
 
-def check_bad_columns(parsed: DataFrame, bad_rows: DataFrame, layout: Layout, files: list[InputFile]) -> None:
-    """Stop on errors of a whole column rather than of a few rows: any label that is not 0/1 (the label
-    column is wrong, e.g. click counts), or a numeric column that is mostly not numbers in a file."""
+def bad_groups(bad_rows: DataFrame) -> list[BadGroup]:
+    """The quarantined rows per (file, field), with the first one's line and reason (one Spark job)."""
     line = F.col("row_id").bitwiseAND((1 << LINE_BITS) - 1)
     groups = (bad_rows.groupBy("_file", "_field")
               .agg(F.count(F.lit(1)).alias("n"), F.min(F.struct(line.alias("line"), F.col("_reason"))).alias("first"))
               .collect())
-    labels = {layout.label, "label"}
-    for g in sorted(groups, key=lambda g: (g["_file"], g["first"]["line"])):
-        if g["_field"] in labels:
-            raise InputDataError(f"{g['_file']}: label column {layout.label!r} has values other than 0/1 on "
-                                 f"{g['n']:,} row(s) (first: line {g['first']['line']}, {g['first']['_reason']}); "
-                                 "fix input.label or the data")
-    if layout.format == "libsvm":
-        return
+    return [BadGroup(g["_file"], g["_field"], g["n"], g["first"]["line"], g["first"]["_reason"]) for g in groups]
+
+
+def rows_per_file(parsed: DataFrame, files: list[InputFile]) -> dict[str, int]:
+    """Rows read (good and bad) per file name."""
     per_file = {r["fi"]: r["count"] for r in parsed.groupBy(
         F.shiftright("row_id", LINE_BITS).alias("fi")).count().collect()}
-    rows_of = {f.display: per_file.get(i, 0) for i, f in enumerate(files)}
-    for g in groups:
-        if g["_field"] in layout.numeric and g["n"] > 0.5 * rows_of.get(g["_file"], 0):
-            raise InputDataError(f"{g['_file']}: numeric column {g['_field']!r} is mostly not numbers ({g['n']:,} "
-                                 f"of {rows_of[g['_file']]:,} rows; first line {g['first']['line']}: "
-                                 f"{g['first']['_reason']}); declare it in input.categorical or list it in "
-                                 "input.drop")
+    return {f.display: per_file.get(i, 0) for i, f in enumerate(files)}
 
 
 def _libsvm_vectors(df: DataFrame, configured: Optional[int], source: str) -> tuple[DataFrame, int]:
