@@ -226,6 +226,7 @@ def engine_for(cfg, spark, out: Location, source) -> str:
         return setting
     problem = driver_problem(cfg, spark, out, source)
     if problem is None:
+        log.info("sample: the driver reads the input and draws the sets (sampling.engine %s)", setting)
         return "driver"
     if setting == "driver":
         raise UserError(f"{cfg.source_of('sampling.engine')}: sampling.engine is driver but {problem}; set it to "

@@ -162,10 +162,15 @@ def same_sample(driver_run, spark_run):
         assert x.schema == y.schema and x.equals(y)
 
 
-def test_the_driver_engine_draws_the_spark_engine_s_sample(spark, tmp_path, demo_tsv, spark_engine_sample):
+def test_the_driver_engine_draws_the_spark_engine_s_sample(spark, tmp_path, demo_tsv, spark_engine_sample, caplog):
     """sampling.engine auto on a local master and run directory: the driver engine, same sets and report
-    (stratified, seed 17)."""
-    run, rec = run_sample(spark, tmp_path, demo_tsv, *MRJOB_SETS)
+    (stratified, seed 17); it says so, and how many lines it has parsed."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="ctr_pipeline"):
+        run, rec = run_sample(spark, tmp_path, demo_tsv, *MRJOB_SETS, "spark.progress_seconds=0.000001")
+    assert "sample: the driver reads the input and draws the sets (sampling.engine auto)" in caplog.text
+    assert "input: 5,000 lines parsed in the driver (file 1 of 1), 0s" in caplog.text
     assert rec["rows"] == spark_engine_sample[1]["rows"]
     same_sample(run, spark_engine_sample[0])
 

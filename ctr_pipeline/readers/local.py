@@ -15,7 +15,8 @@ it runs the same code on the same lines:
 
 Lines that are not UTF-8 reach the parser as bytes, as Spark hands them over (not decoded). Good rows
 are held in the driver as one Arrow table; quarantined rows are written as JSON lines (file, line,
-field, reason, text), as Spark writes them.
+field, reason, text), as Spark writes them. A line every ``spark.progress_seconds`` says how many lines
+are parsed so far.
 
 Measured on the 1M demo rows (one 101 MB gzip file, 2 cores): parsing took 2.6-3.2 s in the driver
 against 10-11.7 s for the same parse in one Spark task.
@@ -24,18 +25,22 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
+import time
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator, Optional
 
 from ..errors import InputDataError
+from ..progress import elapsed_text
 from ..storage import Location
 from . import arrow
 from .core import (FIRST_BAD_SHOWN, LINE_BITS, QUARANTINE_COLUMNS, BadGroup, column_problem, too_many_bad,
                    unreadable_message)
 
+log = logging.getLogger("ctr_pipeline.readers")
 CHUNK_BYTES = 16 << 20            # text read, cut into lines and parsed at a time
 MEMORY_SHARE = 4                  # the driver reads input of at most 1/4 of the machine's memory (as text)
 BOM = b"\xef\xbb\xbf"
@@ -166,9 +171,15 @@ def read_local(spark, source, quarantine: Location, threads: Optional[int] = Non
     threads = threads or max(1, min(4, os.cpu_count() or 1))
     good_names = [name for name, _ in layout.columns()]
     good, bad_rows, per_file = [], [], [0] * len(files)
+    every, t0 = cfg.spark.progress_seconds, time.perf_counter()
+    shown = t0
     try:
         for fi, batch in _parsed_batches(spark, source, threads):
             per_file[fi] += batch.num_rows
+            if every > 0 and time.perf_counter() - shown >= every:
+                shown = time.perf_counter()
+                log.info("input: %s lines parsed in the driver (file %d of %d), %s", f"{sum(per_file):,}", fi + 1,
+                         len(files), elapsed_text(shown - t0))
             bad = pc.is_valid(batch.column("_reason"))
             if pc.any(bad).as_py():
                 kept = batch.select(["row_id", *[c for c, _ in QUARANTINE_COLUMNS]]).filter(bad)
