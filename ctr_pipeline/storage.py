@@ -163,7 +163,8 @@ class Location:
         return [c for c in self.iterdir() if fnmatch.fnmatchcase(c.name, pattern)]
 
     def parquet_parts(self) -> list["Location"]:
-        """The Parquet part files Spark wrote below this directory (not _SUCCESS, .crc or other files)."""
+        """The Parquet part files below this directory, as Spark or the driver wrote them (not _SUCCESS, .crc
+        or other files)."""
         return [f for f in self.files() if f.name.endswith(".parquet") and not f.name.startswith((".", "_"))]
 
     def files(self) -> list["Location"]:

@@ -105,7 +105,7 @@ def plan_stratum(stratum: Optional[str], n: int, targets: Mapping[str, int], del
 
 @dataclass
 class Drawn:
-    """What a draw used and found, for the sample report (either engine)."""
+    """What a draw used and found, for the sample report (the Spark and the driver engine)."""
 
     plans: dict
     targets: dict

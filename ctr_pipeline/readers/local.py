@@ -186,8 +186,9 @@ def read_local(spark, source, quarantine: Location, threads: Optional[int] = Non
                 bad_rows.extend(zip(*[kept.column(i).to_pylist() for i in range(kept.num_columns)]))
                 batch = batch.filter(pc.invert(bad))
             good.append(batch.select(good_names))
-    except CORRUPT:
-        raise InputDataError(unreadable_message(_unreadable(files))) from None
+    except CORRUPT as exc:   # name every unreadable file, or at least the error when none reads short again
+        unreadable = _unreadable(files) or [(cfg.input.path, f"{type(exc).__name__}: {exc}")]
+        raise InputDataError(unreadable_message(unreadable)) from None
     total, bad = sum(per_file), len(bad_rows)
     if total == 0:
         raise InputDataError(f"{cfg.input.path}: input is empty (no data rows in {len(files)} file(s))")
