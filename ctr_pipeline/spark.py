@@ -201,3 +201,22 @@ def driver_reads(spark, where) -> bool:
     """Whether the driver reads and writes the files under ``where`` (a :class:`~ctr_pipeline.storage.Location`)
     itself, without Spark jobs: a local master (the driver is the machine) and a local directory."""
     return spark.sparkContext.master.startswith("local") and where.is_local
+
+
+
+def engine_choice(cfg, key: str, problem: Optional[str], work: str, log: logging.Logger) -> str:
+    """A stage's ``auto`` / ``driver`` setting ``key`` (e.g. ``features.engine``) resolved, given why the driver
+    cannot do the stage's ``work`` (``problem``; None when it can): ``auto`` is the driver where it can run,
+    else Spark, and ``log`` says which and why; ``driver`` fails with the reason when it cannot."""
+    from .errors import UserError
+
+    section, name = key.split(".")
+    stage = {"sampling": "sample"}.get(section, section)
+    setting = getattr(getattr(cfg, section), name)
+    if problem is None:
+        log.info("%s: the driver %s (%s %s)", stage, work, key, setting)
+        return "driver"
+    if setting == "driver":
+        raise UserError(f"{cfg.source_of(key)}: {key} is driver but {problem}; set it to auto or spark")
+    log.info("%s: Spark %s (%s)", stage, work, problem)
+    return "spark"

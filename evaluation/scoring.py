@@ -46,7 +46,7 @@ def predictions(spark: SparkSession, bundle: ModelBundle, t: Any, rows: DataFram
     from features.encode import encode
     from features.spark_job import check_columns
 
-    check_columns(rows, t.spec, "the input to score")
+    check_columns(rows.columns, t.spec, "the input to score")
     raw = bundle.booster.read_bytes()
     key = digest(raw)
     linear_raw = bundle.linear.read_bytes() if bundle.linear is not None else None

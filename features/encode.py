@@ -22,6 +22,7 @@ from .spec import cross_name
 from .state import FittedTransform, Slot
 
 ZERO = float(np.finfo(np.float32).tiny)
+SPARSE = 0  # VectorUDT's type tag of a sparse vector, in the stored form the feature engines write
 
 
 @dataclass
@@ -144,12 +145,16 @@ def _to_csr(idx: np.ndarray, val: np.ndarray, width: int, ordered: bool = False)
     hashed columns in one bucket), indices ascending. ``ordered``: every row's present indices already
     ascend with the column and are distinct (no sort needed)."""
     n = idx.shape[0]
-    rows, cols = np.nonzero(idx >= 0)  # row-major: by row, then column
+    present = idx >= 0
+    if ordered:   # a boolean mask takes the entries row-major (by row, then column): already CSR order
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(present.sum(axis=1), out=indptr[1:])
+        return Encoded(indptr, idx[present].astype(np.int32), val[present].astype(np.float64), width)
+    rows, cols = np.nonzero(present)  # row-major: by row, then column
     flat_idx, flat_val = idx[rows, cols].astype(np.int64), val[rows, cols]
-    if not ordered:
-        order = np.lexsort((flat_idx, rows))
-        rows, flat_idx, flat_val = rows[order], flat_idx[order], flat_val[order]
-    if len(rows) and not ordered:
+    order = np.lexsort((flat_idx, rows))
+    rows, flat_idx, flat_val = rows[order], flat_idx[order], flat_val[order]
+    if len(rows):
         starts = np.flatnonzero(np.r_[True, (rows[1:] != rows[:-1]) | (flat_idx[1:] != flat_idx[:-1])])
         flat_val = np.add.reduceat(flat_val, starts)
         rows, flat_idx = rows[starts], flat_idx[starts]
@@ -167,3 +172,22 @@ def vocabulary_misses(t: FittedTransform, frame: pd.DataFrame) -> dict[str, tupl
         present = values.notna().to_numpy()
         out[col] = (int(present.sum()), int((present & (vocab.get_indexer(values) < 0)).sum()))
     return out
+
+
+def encode_arrow(t: FittedTransform, batch, out_of_fold: bool = False, weight: Optional[str] = None):
+    """An Arrow record batch of raw columns (``row_id``, ``label``, ...) to one of row_id, label (int32),
+    [weight (float64)], indices (list<int32>), values (list<float64>): :func:`encode`, as both feature engines
+    call it."""
+    import pyarrow as pa
+
+    enc = encode(t, batch.to_pandas(), out_of_fold=out_of_fold)
+    offsets = pa.array(enc.indptr.astype(np.int32))
+    arrays = [batch.column("row_id").cast(pa.int64()), batch.column("label").cast(pa.int32())]
+    fields = [("row_id", pa.int64()), ("label", pa.int32())]
+    if weight:
+        arrays.append(batch.column(weight).cast(pa.float64()))
+        fields.append(("weight", pa.float64()))
+    arrays += [pa.ListArray.from_arrays(offsets, pa.array(enc.indices, pa.int32())),
+               pa.ListArray.from_arrays(offsets, pa.array(enc.values, pa.float64()))]
+    fields += [("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float64()))]
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))

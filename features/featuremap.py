@@ -57,3 +57,38 @@ def check_map(fmap: pd.DataFrame, width: int) -> None:
     """The map covers exactly 0..width-1 (a bug here would misname every importance)."""
     if len(fmap) != width or not (fmap["index"].to_numpy() == np.arange(width)).all():
         raise RuntimeError(f"feature map has {len(fmap)} rows for a vector of width {width}")
+
+
+def bucket_blocks(spec) -> dict[str, tuple[str, int]]:
+    """{hashed column or cross name: (block 'hash' | 'cross', its width)} of a :class:`.spec.FeatureSpec`."""
+    from .spec import cross_name
+
+    blocks = {c: ("hash", spec.hash_buckets) for c in spec.columns_of("hash")}
+    blocks.update({cross_name(c): ("cross", spec.cross_buckets) for c in spec.crosses})
+    return blocks
+
+
+def with_buckets(frame: pd.DataFrame, blocks: dict[str, tuple[str, int]]) -> pd.DataFrame:
+    """``frame`` (column, value, ...; a default index) with each value's ``block`` and ``bucket``."""
+    from .hashing import bucket_of
+
+    bucket = np.zeros(len(frame), dtype=np.int64)
+    block = np.empty(len(frame), dtype=object)
+    for col, part in frame.groupby("column", sort=False):
+        name, width = blocks[col]
+        bucket[part.index.to_numpy()] = bucket_of(col, part["value"], width)
+        block[part.index.to_numpy()] = name
+    return frame.assign(block=block, bucket=bucket)
+
+
+def named_buckets(tallies: pd.DataFrame, blocks: dict[str, tuple[str, int]]) -> pd.DataFrame:
+    """Rows (block, bucket, column, value, values) for :func:`feature_map` from value tallies (column, value,
+    n) of the hashed columns and crosses: each bucket's value with the most train rows (ties: the larger
+    value, then the larger column name) and how many values share the bucket."""
+    frame = with_buckets(tallies[tallies["column"].isin(list(blocks))].reset_index(drop=True), blocks)
+    ranked = frame.sort_values(["block", "bucket", "n", "value", "column"],
+                               ascending=[True, True, False, False, False], kind="mergesort")
+    first = ranked.groupby(["block", "bucket"], sort=False)
+    out = first[["column", "value"]].first()
+    out["values"] = first.size()
+    return out.reset_index()[["block", "bucket", "column", "value", "values"]]

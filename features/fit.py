@@ -5,7 +5,7 @@ aggregations and hands them here as small pandas frames; tests hand them in by h
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -86,3 +86,29 @@ def build_transform(spec: FeatureSpec, totals: Totals, quantiles: Mapping[str, S
     return FittedTransform(spec=spec, width=width, slots=slots, totals=totals, quantiles=bounds,
                            vocab_offsets=offsets, vocab=vocab, counts=counts, target=target,
                            hash_offset=hash_offset, cross_offset=cross_offset, meta=dict(meta or {}))
+
+
+def assemble(spec: FeatureSpec, totals: Totals, numeric_stats: Mapping[str, tuple], quantiles: Mapping[str, Sequence],
+             tallies: Mapping[str, pd.DataFrame], fold_tallies: Mapping[str, pd.DataFrame],
+             cat_stats: Mapping[str, tuple], buckets: Optional[pd.DataFrame], meta: Mapping[str, object]):
+    """(transform, summary, feature map) from what an engine measured on train.
+
+    ``numeric_stats[column]``: (non-missing rows, distinct values, {probability: quantile}) of each numeric
+    column and the time column; ``cat_stats[column]``: (non-missing rows, distinct values, top (value, n,
+    clicks)) of each categorical column; ``buckets``: see :func:`.featuremap.feature_map`; the rest: see
+    :func:`build_transform`."""
+    from .featuremap import check_map, feature_map
+    from .summary import column_summary, group_widths
+
+    t = build_transform(spec, totals, quantiles, tallies, fold_tallies, meta=meta)
+    fmap = feature_map(t, buckets)
+    check_map(fmap, t.width)
+    columns = [column_summary(c, "numeric", totals.rows, *numeric_stats[c][:2], quantiles=numeric_stats[c][2])
+               for c in spec.raw_numeric]
+    if spec.time:
+        columns.append(column_summary(spec.time, "time", totals.rows, *numeric_stats[spec.time][:2],
+                                      quantiles=numeric_stats[spec.time][2]))
+    columns += [column_summary(c, "categorical", totals.rows, *cat_stats[c]) for c in spec.raw_categorical]
+    summary = {"rows": totals.rows, "clicks": totals.clicks, "ctr": totals.ctr, "columns": columns,
+               "groups": group_widths(t), "width": t.width}
+    return t, summary, fmap

@@ -14,8 +14,9 @@ from pyspark.sql import types as T
 
 from ctr_pipeline.storage import Location
 
+from .encode import SPARSE
+
 WIDTH_KEY = "ctr_pipeline_width"
-SPARSE = 0  # VectorUDT's type tag of a sparse vector
 
 
 def vector_struct(width: int, indices: str = "indices", values: str = "values") -> Column:

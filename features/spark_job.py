@@ -18,19 +18,23 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from ctr_pipeline.errors import InputDataError
+from ctr_pipeline.readers.local import physical_memory
 from ctr_pipeline.rowsample import key_column
 from ctr_pipeline.schema import SPLIT_NAMES
+from ctr_pipeline.spark import driver_reads, engine_choice
 from ctr_pipeline.stage import StageContext, StageResult
+from ctr_pipeline.storage import Location
 
+from . import driver
 from .arrow_io import parquet_rows
-from .encode import encode
-from .featuremap import check_map, feature_map, passthrough_map
-from .fit import build_transform, quantile_probabilities
-from .hashing import CROSS_SEP, bucket_of
+from .encode import encode_arrow
+from .featuremap import bucket_blocks, passthrough_map, with_buckets
+from .fit import assemble, quantile_probabilities
+from .hashing import CROSS_SEP
 from .spec import FeatureSpec, cross_name, resolve_spec
 from .spark_io import libsvm_lines, read_features, vector_struct, vector_width
 from .state import FittedTransform, Totals
-from .summary import SUMMARY_QUANTILES, column_summary, group_widths, summary_table
+from .summary import SUMMARY_QUANTILES, summary_table
 
 log = logging.getLogger("ctr_pipeline.features")
 QUANTILE_ACCURACY = 1000  # percentile_approx's accuracy: relative rank error 1 / 1000
@@ -38,12 +42,12 @@ QUANTILE_ACCURACY = 1000  # percentile_approx's accuracy: relative rank error 1 
 
 # ---------------------------------------------------------------------------------------------- checks
 
-def check_columns(df: DataFrame, spec: FeatureSpec, where: str) -> None:
+def check_columns(columns: list[str], spec: FeatureSpec, where: str) -> None:
     """Every column the spec reads is in the split (a config edited after sampling would lose some)."""
-    missing = [c for c in ["row_id", "label", *spec.input_columns()] if c not in df.columns]
+    missing = [c for c in ["row_id", "label", *spec.input_columns()] if c not in columns]
     if missing:
         raise InputDataError(f"{where}: column(s) {', '.join(missing)} named by the features config are not in "
-                             f"this split (it has {', '.join(df.columns)}); re-run the sample stage with --force "
+                             f"this split (it has {', '.join(columns)}); re-run the sample stage with --force "
                              "or fix input.* / features.*")
 
 
@@ -82,24 +86,18 @@ def _tallies(df: DataFrame, columns: dict[str, Column], label: Column, fold: Opt
 
     def tally(batches):
         import pyarrow as pa
-        import pyarrow.compute as pc
+
+        from features.tally import batch_tally, merged_tally
 
         parts: dict[str, list] = {name: [] for name in names}
         for b in batches:
-            extra = {"fold": b.column("_fold")} if with_fold else {}
+            fold_of_rows = b.column("_fold") if with_fold else None
             for i, name in enumerate(names):
-                t = pa.table({"value": b.column(f"_c{i}"), **extra, "y": b.column("_y")})
-                t = t.filter(pc.is_valid(t["value"]))
-                parts[name].append(t.group_by(keys).aggregate([("y", "count"), ("y", "sum")]))
+                parts[name].append(batch_tally(b.column(f"_c{i}"), b.column("_y"), fold_of_rows))
         for name, tables in parts.items():
-            if not tables:
-                continue
-            t = pa.concat_tables(tables).group_by(keys).aggregate([("y_count", "sum"), ("y_sum", "sum")])
-            out = {"column": pa.array([name] * len(t), pa.string()), "value": t["value"]}
-            if with_fold:
-                out["fold"] = t["fold"]
-            out["n"], out["clicks"] = t["y_count_sum"].cast(pa.int64()), t["y_sum_sum"].cast(pa.int64())
-            yield from pa.table(out).to_batches()
+            t = merged_tally(tables, with_fold)
+            if t is not None:
+                yield from t.add_column(0, "column", pa.array([name] * len(t), pa.string())).to_batches()
 
     ddl = "column string, value string, " + ("fold long, " if with_fold else "") + "n long, clicks long"
     # At most 4 partitions per core, as a local master's shuffles have: with Spark's 200 shuffle partitions
@@ -112,21 +110,13 @@ def _tallies(df: DataFrame, columns: dict[str, Column], label: Column, fold: Opt
 
 def _bucket_rows(tallies: DataFrame, spec: FeatureSpec) -> Optional[pd.DataFrame]:
     """Per hash / cross bucket: its most frequent train value (ties: the larger value) and how many values."""
-    blocks = {c: ("hash", spec.hash_buckets) for c in spec.columns_of("hash")}
-    blocks.update({cross_name(c): ("cross", spec.cross_buckets) for c in spec.crosses})
+    blocks = bucket_blocks(spec)
     if not blocks:
         return None
 
     def assign(batches):
         for b in batches:
-            frame = b.to_pandas()
-            bucket = np.zeros(len(frame), dtype=np.int64)
-            block = np.empty(len(frame), dtype=object)
-            for col, part in frame.groupby("column", sort=False):
-                name, width = blocks[col]
-                bucket[part.index.to_numpy()] = bucket_of(col, part["value"], width)
-                block[part.index.to_numpy()] = name
-            yield pa.RecordBatch.from_pandas(frame.assign(block=block, bucket=bucket), preserve_index=False)
+            yield pa.RecordBatch.from_pandas(with_buckets(b.to_pandas(), blocks), preserve_index=False)
 
     rows = (tallies.filter(F.col("column").isin(list(blocks)))
             .mapInArrow(assign, "column string, value string, n long, clicks long, block string, bucket long")
@@ -192,18 +182,7 @@ def fit(spark: SparkSession, train: DataFrame, spec: FeatureSpec) -> tuple[Fitte
         for c in spec.target_encoding:
             fold_tallies[c] = got[got["column"] == c][["value", "fold", "n", "clicks"]].reset_index(drop=True)
 
-    t = build_transform(spec, totals, quantiles, tallies, fold_tallies, meta=_versions())
-    fmap = feature_map(t, buckets)
-    check_map(fmap, t.width)
-    columns = [column_summary(c, "numeric", totals.rows, *numeric_stats[c][:2], quantiles=numeric_stats[c][2])
-               for c in spec.raw_numeric]
-    if spec.time:
-        columns.append(column_summary(spec.time, "time", totals.rows, *numeric_stats[spec.time][:2],
-                                      quantiles=numeric_stats[spec.time][2]))
-    columns += [column_summary(c, "categorical", totals.rows, *cat_stats[c]) for c in spec.raw_categorical]
-    summary = {"rows": totals.rows, "clicks": totals.clicks, "ctr": totals.ctr, "columns": columns,
-               "groups": group_widths(t), "width": t.width}
-    return t, summary, fmap
+    return assemble(spec, totals, numeric_stats, quantiles, tallies, fold_tallies, cat_stats, buckets, _versions())
 
 
 def _top_values(values: DataFrame, got: pd.DataFrame, got_columns: set, columns: list[str],
@@ -256,16 +235,7 @@ def transform(spark: SparkSession, t: FittedTransform, df: DataFrame, out_of_fol
     def encode_batches(batches):
         fitted = shared.value
         for b in batches:
-            enc = encode(fitted, b.to_pandas(), out_of_fold=out_of_fold)
-            offsets = pa.array(enc.indptr.astype(np.int32))
-            arrays = [b.column("row_id"), b.column("label")]
-            if weight:
-                arrays.append(b.column(weight).cast(pa.float64()))
-            arrays += [pa.ListArray.from_arrays(offsets, pa.array(enc.indices, pa.int32())),
-                       pa.ListArray.from_arrays(offsets, pa.array(enc.values, pa.float64()))]
-            yield pa.RecordBatch.from_arrays(arrays, schema=pa.schema(
-                [("row_id", pa.int64()), ("label", pa.int32())] + ([("weight", pa.float64())] if weight else [])
-                + [("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float64()))]))
+            yield encode_arrow(fitted, b, out_of_fold=out_of_fold, weight=weight)
 
     cols = list(dict.fromkeys(["row_id", "label", *spec.input_columns()]))
     return df.select(*cols).withColumn("label", F.col("label").cast("int")).mapInArrow(encode_batches, out_schema)
@@ -293,6 +263,19 @@ def _passthrough(ctx: StageContext, names: list[str]) -> StageResult:
                        summary=[f"features: libsvm input passed through, vector width {width:,}"])
 
 
+def engine_for(ctx: StageContext, spec: FeatureSpec, splits_dir: Location) -> str:
+    """``features.engine`` resolved: ``auto`` is the driver engine where it can run, else Spark."""
+    setting = ctx.cfg.features.engine
+    if setting == "spark":
+        return "spark"
+    if not (driver_reads(ctx.spark, ctx.out) and splits_dir.is_local):
+        problem = "Spark's master or the run directory is not on this machine"
+    else:
+        problem = driver.driver_problem(spec, driver.split_schema(splits_dir / "train"),
+                                        driver.split_bytes(splits_dir / "train"), physical_memory())
+    return engine_choice(ctx.cfg, "features.engine", problem, "fits the transform and writes the vectors", log)
+
+
 def run(ctx: StageContext) -> StageResult:
     spec = resolve_spec(ctx.cfg)
     splits_dir = ctx.run.path_of("sample")
@@ -302,29 +285,44 @@ def run(ctx: StageContext) -> StageResult:
     if spec.is_empty():
         raise InputDataError(f"{ctx.cfg.source_of('features.numeric_transform')}: every column is set to 'none'; "
                              "nothing is left to build features from")
-    splits = {n: ctx.spark.read.parquet(str(splits_dir / n)) for n in names}
-    for n, df in splits.items():
-        check_columns(df, spec, str(splits_dir / n))
-        check_weight(df, spec, str(splits_dir / n))
+    engine = engine_for(ctx, spec, splits_dir)
+    threads = ctx.spark.sparkContext.defaultParallelism
+    splits = {}
+    for n in names:
+        if engine == "driver":
+            check_columns(driver.split_schema(splits_dir / n).names, spec, str(splits_dir / n))
+            driver.check_weight(splits_dir / n, spec.weight)
+        else:
+            splits[n] = ctx.spark.read.parquet(str(splits_dir / n))
+            check_columns(splits[n].columns, spec, str(splits_dir / n))
+            check_weight(splits[n], spec, str(splits_dir / n))
     log.info("features: fitting on train (%d numeric, %d categorical columns, %d counts, %d target-encoded, "
              "%d crosses)", len(spec.numeric), len(spec.categorical), len(spec.counts), len(spec.target_encoding),
              len(spec.crosses))
-    t, summary, fmap = fit(ctx.spark, splits["train"], spec)
+    if engine == "driver":
+        t, summary, fmap = driver.fit_in_driver(splits_dir / "train", spec, threads, _versions())
+    else:
+        t, summary, fmap = fit(ctx.spark, splits["train"], spec)
     t.save(ctx.out / "transform")
     (ctx.out / "feature_map.tsv").write_text(fmap.to_csv(sep="\t", index=False))
     (ctx.out / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     log.info("features: summary of train\n%s", summary_table(summary))
     rows = {}
-    for name, df in splits.items():
+    for name in names:
         path = str(ctx.out / name)
-        write_features(transform(ctx.spark, t, df, out_of_fold=(name == "train")), t.width, path)
-        rows[name] = parquet_rows(ctx.out / name) if (ctx.out / name).is_local else ctx.spark.read.parquet(path).count()
+        if engine == "driver":
+            rows[name] = driver.encode_split(t, splits_dir / name, ctx.out / name, name == "train", threads)
+        else:
+            write_features(transform(ctx.spark, t, splits[name], out_of_fold=(name == "train")), t.width, path)
+            rows[name] = (parquet_rows(ctx.out / name) if (ctx.out / name).is_local
+                          else ctx.spark.read.parquet(path).count())
         if ctx.cfg.features.libsvm:
             libsvm_lines(ctx.spark.read.parquet(path), weight=bool(spec.weight)).write.text(path + "_libsvm")
         log.info("features: %s: %s rows", name, f"{rows[name]:,}")
     quarantined = ctx.upstream_details("sample").get("input", {}).get("rows_quarantined", 0)
     details = {"spec": spec.to_dict(), "spec_hash": spec.digest(), "vector_width": t.width,
-               "groups": summary["groups"], "quarantined_upstream": quarantined, "weight": bool(spec.weight)}
+               "groups": summary["groups"], "quarantined_upstream": quarantined, "weight": bool(spec.weight),
+               "engine": {"setting": ctx.cfg.features.engine, "ran": engine}}
     groups = ", ".join(f"{name} {width:,}" for name, width in _collapsed(summary["groups"]).items())
     return StageResult(rows=rows, details=details,
                        summary=[f"features: vector width {t.width:,} ({groups})"])
@@ -343,6 +341,6 @@ def load_and_transform(spark: SparkSession, transform_dir: str, df: DataFrame, p
     """Apply a saved transform to new rows (same raw columns as the splits), write them to ``path`` and
     return them as feature vectors: the scoring / refresh path."""
     t = FittedTransform.load(transform_dir)
-    check_columns(df, t.spec, "new data")
+    check_columns(df.columns, t.spec, "new data")
     write_features(transform(spark, t, df), t.width, path)
     return read_features(spark, path)

@@ -24,7 +24,7 @@ from ctr_pipeline.readers.local import local_problem, read_local
 from ctr_pipeline.readers.spark import open_input, read_input
 from ctr_pipeline.rowsample import id_digest
 from ctr_pipeline.schema import SPLIT_NAMES
-from ctr_pipeline.spark import driver_reads, temporary_conf
+from ctr_pipeline.spark import driver_reads, engine_choice, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
 
@@ -224,15 +224,8 @@ def engine_for(cfg, spark, out: Location, source) -> str:
     setting = cfg.sampling.engine
     if setting in ("spark", "mrjob"):
         return setting
-    problem = driver_problem(cfg, spark, out, source)
-    if problem is None:
-        log.info("sample: the driver reads the input and draws the sets (sampling.engine %s)", setting)
-        return "driver"
-    if setting == "driver":
-        raise UserError(f"{cfg.source_of('sampling.engine')}: sampling.engine is driver but {problem}; set it to "
-                        "auto or spark")
-    log.info("sample: Spark draws the sets (%s)", problem)
-    return "spark"
+    return engine_choice(cfg, "sampling.engine", driver_problem(cfg, spark, out, source),
+                         "reads the input and draws the sets", log)
 
 
 def sample_with_driver(cfg, spark, table, out: Location) -> tuple[dict, dict, dict]:

@@ -166,7 +166,7 @@ def test_weight_column_passes_through_not_as_a_feature(spark, fitted_tiny, tmp_p
 def test_missing_column_and_bad_weight_are_named(spark, fitted_tiny):
     train, _, _, _ = fitted_tiny
     with pytest.raises(InputDataError, match=r"splits/train: column\(s\) C2, ts named by the features config"):
-        fj.check_columns(train.drop("C2", "ts"), SPEC, "splits/train")
+        fj.check_columns(train.drop("C2", "ts").columns, SPEC, "splits/train")
     weighted = FeatureSpec(numeric=(("I2", "raw"),), weight="I1")
     with pytest.raises(InputDataError, match=r"features.weight column 'I1' is missing in 2 row"):
         fj.check_weight(train, weighted, "splits/train")
@@ -264,3 +264,155 @@ def test_the_driver_reads_a_split_as_spark_collects_it(spark, feature_run):
     kept, kept_cols = read_csr(Location.of(split), width, ("row_id",), gbdt_lr_spark.tree_rows_mask(0.3, 5))
     expected = sorted(r[0] for r in trees.select("row_id").collect())
     assert kept_cols["row_id"].tolist() == expected and 0 < len(expected) < df.count() and kept.shape[0] == len(expected)
+
+
+# ---------------------------------------------------------------------------------------------- driver engine
+
+DRIVER_SPEC = FeatureSpec(numeric=(("I1", "raw"), ("I2", "log1p")), categorical=(("C1", "vocab"), ("C2", "hash")),
+                          raw_numeric=("I1", "I2"), raw_categorical=("C1", "C2"), counts=("C2",),
+                          target_encoding=("C1",), crosses=(("C1", "C2"),), time="ts",
+                          time_features=("hour", "weekday"), weight="I2", min_count=2, hash_buckets=32,
+                          cross_buckets=16, smoothing=1.0, folds=3, seed=5, top_values=2)
+
+
+def _same_transform(a: FittedTransform, b: FittedTransform) -> None:
+    """Equal as transforms (a count table's row order is Spark's collect order, so it is compared as a map)."""
+    assert (a.spec, a.width, a.slots, a.totals, a.quantiles, a.vocab_offsets) == \
+        (b.spec, b.width, b.slots, b.totals, b.quantiles, b.vocab_offsets)
+    assert (a.hash_offset, a.cross_offset) == (b.hash_offset, b.cross_offset)
+    assert a.vocab.keys() == b.vocab.keys() and all(a.vocab[c].equals(b.vocab[c]) for c in a.vocab)
+    assert {c: s.to_dict() for c, s in a.counts.items()} == {c: s.to_dict() for c, s in b.counts.items()}
+    assert a.target.keys() == b.target.keys()
+    for c in a.target:
+        pd.testing.assert_frame_equal(a.target[c].sort_index(), b.target[c].sort_index())
+
+
+def _vectors(path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(str(path)).sort_by("row_id")
+
+
+def test_driver_fit_and_vectors_equal_spark_s_on_the_tiny_split(spark, tmp_path):
+    from ctr_pipeline.storage import Location
+    from features import driver
+
+    frame = tiny_frame()
+    to_spark(spark, frame).repartition(2).write.parquet(str(tmp_path / "train"))
+    train = spark.read.parquet(str(tmp_path / "train"))
+    t_spark, summary_spark, fmap_spark = fj.fit(spark, train, DRIVER_SPEC)
+    t, summary, fmap = driver.fit_in_driver(Location.of(tmp_path / "train"), DRIVER_SPEC, 2, {})
+    _same_transform(t, t_spark)
+    pd.testing.assert_frame_equal(fmap, fmap_spark)
+    assert summary == summary_spark   # 8 rows: Spark's approximate distinct counts and quantiles are exact here
+    for oof in (True, False):
+        fj.write_features(fj.transform(spark, t, train, out_of_fold=oof), t.width, str(tmp_path / f"spark{oof}"))
+        rows = driver.encode_split(t, Location.of(tmp_path / "train"), Location.of(tmp_path / f"driver{oof}"), oof, 2)
+        assert rows == 8
+        assert _vectors(tmp_path / f"driver{oof}").equals(_vectors(tmp_path / f"spark{oof}"))
+    back = read_features(spark, str(tmp_path / "driverTrue"))      # Spark reads the driver's vectors as ML vectors
+    assert back.filter("row_id = 1").first()["features"][0] == ZERO
+    assert {r["row_id"]: r["weight"] for r in back.collect()} == {i: 10.0 * i for i in range(1, 9)}
+
+
+def test_driver_exact_summary_statistics():
+    from features.driver import exact_quantiles, top_values
+
+    values = np.array([5.0, 1.0, 3.0, 2.0, 4.0, np.nan])
+    got = exact_quantiles(values, [0.0, 0.2, 0.5, 0.8, 1.0])
+    assert got[0.0] == 1.0 and got[0.2] == 2.0 and got[0.5] == 3.0 and got[0.8] == 5.0 and np.isnan(got[1.0])
+    finite = values[:5]
+    for p in (0.0, 0.01, 0.25, 0.5, 0.75, 0.99, 1.0):
+        assert exact_quantiles(finite, [p])[p] == np.quantile(finite, p, method="inverted_cdf")
+    assert exact_quantiles(np.empty(0), [0.5]) == {0.5: None}
+    tally = pd.DataFrame({"value": ["b", "a", "c", "d"], "n": [3, 3, 1, 5], "clicks": [1, 0, 0, 2]})
+    assert top_values(tally, 2) == (12, 4, [("d", 5, 2), ("a", 3, 0)])
+    assert top_values(tally, 9) == (12, 4, [("d", 5, 2), ("a", 3, 0), ("b", 3, 1), ("c", 1, 0)])
+
+
+def test_driver_engine_only_where_it_gives_spark_s_transform():
+    import pyarrow as pa
+
+    from features.driver import driver_problem
+
+    schema = pa.schema([("row_id", pa.int64()), ("label", pa.int32()), ("I1", pa.float64()), ("C1", pa.string()),
+                        ("C2", pa.int64()), ("F", pa.float64())])
+    base = FeatureSpec(numeric=(("I1", "raw"),), categorical=(("C1", "vocab"), ("C2", "hash")), raw_numeric=("I1",),
+                       raw_categorical=("C1", "C2"))
+    assert driver_problem(base, schema, 1 << 20, 1 << 30) is None
+    quantile = FeatureSpec(numeric=(("I1", "quantile"),), raw_numeric=("I1",))
+    assert "column I1 uses the quantile transform" in driver_problem(quantile, schema, 1, 1 << 30)
+    double = FeatureSpec(categorical=(("F", "vocab"),), raw_categorical=("F",))
+    assert "categorical column F is double" in driver_problem(double, schema, 1, 1 << 30)
+    assert "over 1/4 of this machine's" in driver_problem(base, schema, 1 << 29, 1 << 30)
+
+
+def test_driver_weight_check_names_the_split(spark, tmp_path):
+    from ctr_pipeline.storage import Location
+    from features.driver import check_weight
+
+    to_spark(spark, tiny_frame()).write.parquet(str(tmp_path / "train"))
+    check_weight(Location.of(tmp_path / "train"), "I2")
+    with pytest.raises(InputDataError, match=r"train: features.weight column 'I1' is missing in 2 row\(s\) and "
+                                             r"negative in 0"):
+        check_weight(Location.of(tmp_path / "train"), "I1")
+
+
+@pytest.fixture(scope="module")
+def engine_runs(spark, demo_tsv, tmp_path_factory):
+    settings = ["features.counts=[C3]", "features.target_encoding=[C4]", "features.crosses=[C5*C6]",
+                "features.columns={C7: hash, I2: log1p}", "features.hash_buckets=512", "features.cross_buckets=256",
+                "features.libsvm=true"]
+    runs = {}
+    for engine in ("driver", "spark"):
+        cfg = build_config([parse_set_option(s) for s in [*settings, f"features.engine={engine}"]]
+                           + [flag_layer("--input", "input.path", str(demo_tsv))])
+        run = RunDir(tmp_path_factory.mktemp(f"features-{engine}") / "run")
+        runs[engine] = (run, run_stages(STAGES[:2], cfg, run, lambda: spark))
+    return runs
+
+
+def test_the_driver_engine_writes_the_spark_engine_s_features(spark, engine_runs):
+    (d_run, d_rec), (s_run, s_rec) = engine_runs["driver"], engine_runs["spark"]
+    assert d_rec["features"]["details"]["engine"] == {"setting": "driver", "ran": "driver"}
+    assert s_rec["features"]["details"]["engine"] == {"setting": "spark", "ran": "spark"}
+    assert d_rec["features"]["rows"] == s_rec["features"]["rows"] == d_rec["sample"]["rows"]
+    d, s = d_run.path_of("features"), s_run.path_of("features")
+    _same_transform(FittedTransform.load(d / "transform"), FittedTransform.load(s / "transform"))
+    assert (d / "feature_map.tsv").read_text() == (s / "feature_map.tsv").read_text()
+    for split in ("train", "validation", "test"):
+        assert _vectors(d / split).equals(_vectors(s / split))
+        lines = [sorted(line for f in (p / f"{split}_libsvm").path.glob("part-*") for line in f.read_text().splitlines())
+                 for p in (d, s)]
+        assert len(lines[0]) == d_rec["features"]["rows"][split]
+        assert lines[0] == lines[1]
+    summaries = [json.loads((p / "summary.json").read_text()) for p in (d, s)]
+    exact = [c for c in summaries[0]["columns"] if c["kind"] == "numeric"]
+    train = pd.read_parquet(d_run.path_of("sample") / "train")
+    for c in exact:   # the driver's distinct counts and quantiles are exact; Spark's approximate
+        assert c["cardinality"] == train[c["column"]].nunique()
+        assert c["quantiles"]["p50"] == np.quantile(train[c["column"]].dropna(), 0.5, method="inverted_cdf")
+    for summary in summaries:
+        for c in summary["columns"]:
+            if c["kind"] == "numeric":
+                c.pop("cardinality"), c.pop("quantiles")
+    assert summaries[0] == summaries[1]
+
+
+def test_auto_fits_features_in_the_driver_only_where_it_can(spark, engine_runs, monkeypatch):
+    from ctr_pipeline.errors import UserError
+    from ctr_pipeline.stage import StageContext
+
+    run, _ = engine_runs["driver"]
+    for setting, extra, want in (("auto", [], "driver"), ("auto", ["features.columns={I3: quantile}"], "spark")):
+        cfg = build_config([parse_set_option(s) for s in [f"features.engine={setting}", *extra]])
+        ctx = StageContext(cfg=cfg, run=run, out=run.path_of("features"), spark=spark, options={})
+        assert fj.engine_for(ctx, fj.resolve_spec(cfg), run.path_of("sample")) == want
+    cfg = build_config([parse_set_option("features.engine=driver"), parse_set_option("features.columns={I3: quantile}")])
+    ctx = StageContext(cfg=cfg, run=run, out=run.path_of("features"), spark=spark, options={})
+    with pytest.raises(UserError, match=r"features.engine is driver but column I3 uses the quantile transform"):
+        fj.engine_for(ctx, fj.resolve_spec(cfg), run.path_of("sample"))
+    monkeypatch.setattr(fj, "physical_memory", lambda: 1 << 10)
+    cfg = build_config([])
+    ctx = StageContext(cfg=cfg, run=run, out=run.path_of("features"), spark=spark, options={})
+    assert fj.engine_for(ctx, fj.resolve_spec(cfg), run.path_of("sample")) == "spark"

@@ -4,11 +4,12 @@ import sys
 
 import pytest
 
-CORES = ["sampling.core", "sampling.srs", "sampling.driver", "features.spec", "features.hashing", "features.state", "features.fit",
+CORES = ["sampling.core", "sampling.srs", "sampling.driver", "features.driver", "features.tally", "features.spec",
+         "features.hashing", "features.state", "features.fit",
          "features.encode", "features.featuremap", "features.summary", "training.core", "evaluation.core",
          "evaluation.report", "evaluation.compare", "evaluation.plots", "evaluation.local_metrics",
          "evaluation.logistic",
-         "ctr_pipeline.readers.core", "ctr_pipeline.rowhash", "ctr_pipeline.narrow",
+         "ctr_pipeline.readers.core", "ctr_pipeline.rowhash", "ctr_pipeline.narrow", "ctr_pipeline.threads",
          "ctr_pipeline.config", "ctr_pipeline.demo_data", "ctr_pipeline.runs", "ctr_pipeline.cli",
          "ctr_pipeline.pipeline", "ctr_pipeline.storage", "ctr_pipeline.aws", "emr_configs.definition",
          "emr_configs.validate", "emr_configs.iam", "emr_configs.mrjob_conf", "emr_configs.steps", "emr_configs.cli"]

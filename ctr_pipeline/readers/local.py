@@ -29,12 +29,11 @@ import logging
 import os
 import time
 import zlib
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from ..errors import InputDataError
 from ..progress import elapsed_text
+from ..threads import ordered_map
 from ..storage import Location
 from . import arrow
 from .core import (FIRST_BAD_SHOWN, LINE_BITS, QUARANTINE_COLUMNS, BadGroup, column_problem, too_many_bad,
@@ -106,19 +105,6 @@ def numbered_lines(fh, skip_header: bool, chunk_bytes: Optional[int] = None) -> 
             return
 
 
-def _ordered_map(fn: Callable, items: Iterable, threads: int) -> Iterator:
-    """``map(fn, items)`` on ``threads`` threads, in order, with at most 2 * threads items in flight (so a
-    large file is never all in memory as text)."""
-    with ThreadPoolExecutor(threads) as pool:
-        flight: deque = deque()
-        for item in items:
-            flight.append(pool.submit(fn, item))
-            if len(flight) >= 2 * threads:
-                yield flight.popleft().result()
-        while flight:
-            yield flight.popleft().result()
-
-
 def _unreadable(files) -> list[tuple[str, str]]:
     """(file, error) for each gzip input file that cannot be read to its end."""
     bad = []
@@ -154,7 +140,7 @@ def _parsed_batches(spark, source, threads: int) -> Iterator[tuple[int, object]]
                 for first, values in numbered_lines(fh, plan.skip_header):
                     yield fi, first, values
 
-    for fi, batches in _ordered_map(parse, chunks(), threads):
+    for fi, batches in ordered_map(parse, chunks(), threads):
         for batch in batches:
             yield fi, batch
 

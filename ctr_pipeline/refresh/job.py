@@ -64,7 +64,7 @@ def champion_features(spark: SparkSession, t: Any, work: RunDir) -> dict[str, st
         if not (splits / name).is_dir():
             continue
         df = spark.read.parquet(str(splits / name))
-        check_columns(df, t.spec, f"{splits / name} (the champion's feature transform)")
+        check_columns(df.columns, t.spec, f"{splits / name} (the champion's feature transform)")
         (out / name).rmtree()
         write_features(transform(spark, t, df), t.width, str(out / name))
         paths[name] = str(out / name)
