@@ -82,6 +82,15 @@ def predictions(spark: SparkSession, bundle: ModelBundle, t: Any, rows: DataFram
     return rows.select(*cols).withColumn("label", F.col("label").cast("int")).mapInArrow(score, ddl)
 
 
+def predict_csr(boosters: list, linear: list, csr, kind: str = "value") -> list:
+    """Float64 predictions of each booster (:func:`.boosters.narrowed`; ``kind`` value or margin), then of each
+    linear model, on the CSR rows ``csr``: what the Spark scorer and the evaluate stage's driver path compute."""
+    import numpy as np
+
+    return ([np.asarray(b.predict(csr, predict_type=kind), dtype=np.float64) for b in boosters]
+            + [np.asarray(m.predict(csr), dtype=np.float64) for m in linear])
+
+
 def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: DataFrame, width: int,
                      weight_col: Optional[str] = None, margin: bool = False, linear: Optional[dict] = None,
                      carry: tuple[str, ...] = ()) -> DataFrame:
@@ -89,7 +98,6 @@ def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: 
     (:class:`evaluation.logistic.LinearModel`) of stored feature rows (``features`` a struct column as
     read by ``spark.read.parquet``, or an ML vector column): several models scored on the same rows in
     one pass; the boosters' raw margin (log-odds) instead of the probability with ``margin``."""
-    import numpy as np
     import pyarrow as pa
 
     from features.spark_io import batch_csr
@@ -107,9 +115,8 @@ def predict_features(spark: SparkSession, boosters: dict[str, bytes], features: 
         for b in batches:
             if b.num_rows == 0:
                 continue
-            csr = batch_csr(b, width)
-            preds = [pa.array(np.asarray(models[n].predict(csr, predict_type=kind), dtype=np.float64)) for n in names]
-            preds += [pa.array(m.predict(csr), pa.float64()) for m in linear.values()]
+            preds = [pa.array(p) for p in predict_csr([models[n] for n in names], list(linear.values()),
+                                                      batch_csr(b, width), kind)]
             yield pa.RecordBatch.from_arrays([b.column("row_id"), b.column("label").cast(pa.int32()),
                                               b.column("w").cast(pa.float64()),
                                               *[b.column(c).cast(pa.float64()) for c in carry], *preds],

@@ -69,6 +69,41 @@ def scored_split(ctx: StageContext, booster_raw: bytes, fitted: dict, split: str
     return df
 
 
+def scored_in_driver(ctx: StageContext, booster_raw: bytes, fitted: dict, split: str,
+                     shipped=None) -> Optional[pd.DataFrame]:
+    """:func:`scored_split`'s rows as a pandas frame, scored in the driver from the local feature Parquet (no
+    Spark job), or None where Spark scores them: an MLlib baseline, ``evaluation.segment_by``, a run directory
+    elsewhere or a master that is not local. The same rows and predictions (tested)."""
+    import numpy as np
+
+    from features.arrow_io import parquet_rows, read_csr
+
+    from .boosters import digest, narrowed
+    from .scoring import predict_csr
+
+    feats = ctx.run.path_of("features") / split
+    if (not driver_reads(ctx.spark, feats) or ctx.cfg.evaluation.segment_by
+            or any(not baselines.driver_scored(m) for m in fitted.values())
+            or parquet_rows(feats) > lm.LOCAL_ROWS):
+        return None
+    boosters, linear = {"xgboost": booster_raw}, dict(fitted)
+    if shipped is not None:
+        boosters, linear = {TREES: booster_raw}, {"xgboost": shipped, **linear}
+    weighted = bool(ctx.upstream_details("features").get("weight"))
+    x, cols = read_csr(feats, int(ctx.upstream_details("features")["vector_width"]),
+                       ("row_id", "label", "weight") if weighted else ("row_id", "label"), dtype=np.float64)
+    threads = ctx.spark.sparkContext.defaultParallelism
+    models = [narrowed(digest(raw), raw, threads, keep=len(boosters)) for raw in boosters.values()]
+    preds = predict_csr(models, list(linear.values()), x)
+    frame = pd.DataFrame({"row_id": cols["row_id"].astype(np.int64), "label": cols["label"].astype(np.int32),
+                          "w": cols["weight"].astype(np.float64) if weighted else np.ones(len(cols["row_id"]))})
+    for name, p in zip([*boosters, *linear], preds):
+        frame[f"p_{name}"] = p
+    keep = ["row_id", "label", "w", "p_xgboost", *[f"p_{n}" for n in fitted],
+            *([f"p_{TREES}"] if shipped is not None else [])]
+    return frame[keep]
+
+
 def importances(ctx: StageContext, booster) -> tuple[pd.DataFrame, pd.DataFrame]:
     fmap_path = ctx.run.path_of("features") / "feature_map.tsv"
     fmap = (pd.read_csv(io.StringIO(fmap_path.read_text()), sep="\t", keep_default_na=False) if fmap_path.exists()
@@ -113,10 +148,13 @@ def run(ctx: StageContext) -> StageResult:
     rows = {}
     split_rows = (ctx.run.stage_record("features") or {}).get("rows", {})
     for split in e.splits:
-        scored = scored_split(ctx, raw_booster, fitted, split, shipped)
-        local = split_rows.get(split, lm.LOCAL_ROWS + 1) <= lm.LOCAL_ROWS
+        scored = held = scored_in_driver(ctx, raw_booster, fitted, split, shipped)
+        if held is None:
+            scored = scored_split(ctx, raw_booster, fitted, split, shipped)
+        local = held is not None or split_rows.get(split, lm.LOCAL_ROWS + 1) <= lm.LOCAL_ROWS
         # a small set comes to the driver once; a large one stays on Spark, persisted for the passes below
-        mm, df = (lm, scored.toPandas()) if local else (sm, scored.persist(StorageLevel.MEMORY_AND_DISK))
+        mm, df = ((lm, held) if held is not None else (lm, scored.toPandas()) if local
+                  else (sm, scored.persist(StorageLevel.MEMORY_AND_DISK)))
         try:
             for name in models:
                 m, table = mm.metrics(df, f"p_{name}", split, e.reliability_bins, e.exact_auc_limit)
@@ -144,7 +182,8 @@ def run(ctx: StageContext) -> StageResult:
                     c["bootstrap"] = mm.bootstrap(df, "p_xgboost", f"p_{name}", e.bootstrap, e.seed)
                 out["comparison"].setdefault(split, {})[name] = c
         finally:
-            scored.unpersist()
+            if held is None:
+                scored.unpersist()
     table, by_column = importances(ctx, booster)
     (ctx.out / "importances.tsv").write_text(table.to_csv(sep="\t", index=False))
     (ctx.out / "importances_by_column.tsv").write_text(by_column.to_csv(sep="\t", index=False))

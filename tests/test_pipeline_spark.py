@@ -280,3 +280,33 @@ def test_shipping_gbdt_lr_and_reporting_it_as_a_baseline_is_a_config_error(demo_
         make_cfg(demo_tsv, "training.model=gbdt_lr", "evaluation.baselines=[gbdt_lr]")
     with pytest.raises(ConfigError, match="training.gbdt_lr_share"):
         make_cfg(demo_tsv, "training.model=gbdt_lr", "training.gbdt_lr_share=1.0")
+
+
+def test_the_evaluate_stage_scores_in_the_driver_as_spark_scores(spark, demo_tsv, finished):
+    """The driver's scoring of a local split (read with pyarrow, no Spark job) gives Spark's rows and
+    predictions: the model, a logistic regression and a GBDT+LR baseline, and a shipped GBDT+LR."""
+    import pandas as pd
+
+    from ctr_pipeline.stage import StageContext
+    from evaluation import baselines
+    from evaluation import spark_job as ej
+
+    run, _, _ = finished
+    cfg = make_cfg(demo_tsv, "evaluation.segment_by=null")
+    ctx = StageContext(cfg=cfg, run=run, out=run.path_of("evaluate"), spark=spark)
+    raw = (run.path_of("train") / "booster.ubj").read_bytes()
+    feats = run.path_of("features")
+    train, valid = (read_features(spark, str(feats / s)) for s in ("train", "validation"))
+    fitted = {name: baselines.fit(name, cfg, train, valid, raw, held=feats)[0]
+              for name in ("logistic_regression", "gbdt_lr")}
+    for split in ("validation", "test"):
+        got = ej.scored_in_driver(ctx, raw, fitted, split).sort_values("row_id").reset_index(drop=True)
+        want = ej.scored_split(ctx, raw, fitted, split).toPandas().sort_values("row_id").reset_index(drop=True)
+        assert list(got.columns) == ["row_id", "label", "w", "p_xgboost", "p_logistic_regression", "p_gbdt_lr"]
+        pd.testing.assert_frame_equal(got, want)
+    shipped = fitted["gbdt_lr"]   # a run that ships GBDT+LR scores it as p_xgboost and its trees as p_trees
+    got = ej.scored_in_driver(ctx, raw, {}, "test", shipped).sort_values("row_id").reset_index(drop=True)
+    want = ej.scored_split(ctx, raw, {}, "test", shipped).toPandas().sort_values("row_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert ej.scored_in_driver(StageContext(cfg=make_cfg(demo_tsv), run=run, out=ctx.out, spark=spark), raw, {},
+                               "test") is None                       # segments: Spark joins them

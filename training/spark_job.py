@@ -22,11 +22,11 @@ from ctr_pipeline.aws import AwsSettings
 from ctr_pipeline.errors import ConfigError, StageError, UserError
 from ctr_pipeline.failures import failure_reason
 from ctr_pipeline.rowsample import capped_rows, capped_sample
-from ctr_pipeline.spark import task_slots, temporary_conf
+from ctr_pipeline.spark import driver_reads, task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
 from evaluation import gbdt_lr
-from features.arrow_io import read_capped
+from features.arrow_io import parquet_rows, read_capped
 from features.spark_io import read_features, vector_width
 
 from . import driver_fit, gbdt_lr_spark, heldout
@@ -229,7 +229,7 @@ def run(ctx: StageContext) -> StageResult:
     data = read_features(ctx.spark, str(feats / "train"))
     if "weight" in data.columns:
         params["weight_col"] = "weight"
-    rows = {"train": data.count()}
+    rows = {"train": parquet_rows(feats / "train") if driver_reads(ctx.spark, feats) else data.count()}
     tree_rows, linear_rows = rows["train"], None
     if t.model == "gbdt_lr":
         data, linear_rows = gbdt_lr_spark.held_out(data, t.gbdt_lr_share, t.search_seed)
