@@ -82,14 +82,18 @@ def split_schema(split: Location):
 
 
 def split_bytes(split: Location) -> int:
-    """The uncompressed size of a local split's Parquet data, from the footers."""
+    """About how much memory a local split's rows take as Arrow: the size per row of its first 10,000 rows
+    (read) times the rows in the footers. (The footers' byte sizes are of the encoded pages: 51 MiB for the 1M
+    demo's train split, whose Arrow table takes 316 MiB; this estimate gave 316 MiB.)"""
     import pyarrow.parquet as pq
 
-    total = 0
+    rows, sample = 0, None
     for f in split.parquet_parts():
-        meta = pq.ParquetFile(str(f.path)).metadata
-        total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    return total
+        handle = pq.ParquetFile(str(f.path))
+        rows += handle.metadata.num_rows
+        if sample is None and handle.metadata.num_rows:
+            sample = next(handle.iter_batches(batch_size=10_000))
+    return 0 if sample is None else int(sample.nbytes / sample.num_rows * rows)
 
 
 # ---------------------------------------------------------------------------------------------- checks

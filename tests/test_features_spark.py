@@ -412,6 +412,12 @@ def test_auto_fits_features_in_the_driver_only_where_it_can(spark, engine_runs, 
     ctx = StageContext(cfg=cfg, run=run, out=run.path_of("features"), spark=spark, options={})
     with pytest.raises(UserError, match=r"features.engine is driver but column I3 uses the quantile transform"):
         fj.engine_for(ctx, fj.resolve_spec(cfg), run.path_of("sample"))
+    import pyarrow.parquet as pq
+
+    from features.driver import split_bytes
+
+    held = pq.read_table(str(run.path_of("sample") / "train")).nbytes    # the memory rule's estimate of it
+    assert 0.8 * held < split_bytes(run.path_of("sample") / "train") < 1.25 * held
     monkeypatch.setattr(fj, "physical_memory", lambda: 1 << 10)
     cfg = build_config([])
     ctx = StageContext(cfg=cfg, run=run, out=run.path_of("features"), spark=spark, options={})
