@@ -123,8 +123,8 @@ class FeaturesConfig:
     seed: int = _f(17, "Seed of the target-encoding folds.", min=0)
     engine: str = _f("auto", "Which implementation fits the transform and writes the vectors: `driver` (the driver "
                              "process, with pyarrow and numpy: a local master, the run directory on this "
-                             "machine, no `quantile` transform, text or integer categorical columns, train's "
-                             "columns at most 1/4 of the memory), `spark` (Spark jobs) or `auto`: driver where "
+                             "machine, no `quantile` transform, text or integer categorical columns, train at "
+                             "most 1/4 of the memory as Arrow), `spark` (Spark jobs) or `auto`: driver where "
                              "it can run, else spark. Both give the same transform and vectors; the driver's "
                              "summary counts distinct values and quantiles exactly, Spark's approximately.",
                      choices=("auto", "driver", "spark"))

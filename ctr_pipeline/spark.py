@@ -203,7 +203,6 @@ def driver_reads(spark, where) -> bool:
     return spark.sparkContext.master.startswith("local") and where.is_local
 
 
-
 def engine_choice(cfg, key: str, problem: Optional[str], work: str, log: logging.Logger) -> str:
     """A stage's ``auto`` / ``driver`` setting ``key`` (e.g. ``features.engine``) resolved, given why the driver
     cannot do the stage's ``work`` (``problem``; None when it can): ``auto`` is the driver where it can run,

@@ -40,18 +40,11 @@ BATCH_ROWS = 65_536     # rows encoded at a time
 MEMORY_SHARE = 4        # the driver holds train's columns if they are at most 1/4 of the machine's memory
 
 
-def _vector_fields():
-    import pyarrow as pa
-
-    return [pa.field("type", pa.int8(), nullable=False), pa.field("size", pa.int32(), nullable=False),
-            pa.field("indices", pa.list_(pa.int32())), pa.field("values", pa.list_(pa.float64()))]
-
-
 # ---------------------------------------------------------------------------------------------- when
 
 def driver_problem(spec: FeatureSpec, schema, train_bytes: int, memory: int) -> Optional[str]:
     """Why the driver engine cannot fit and encode these sets, or None. ``schema``: the train split's Arrow
-    schema; ``train_bytes``: its columns' size in memory (from the Parquet footers)."""
+    schema; ``train_bytes``: its rows' size in memory as Arrow (:func:`split_bytes`)."""
     import pyarrow as pa
 
     quantile = spec.numeric_of("quantile")
@@ -207,18 +200,29 @@ def fit_in_driver(train: Location, spec: FeatureSpec, threads: int, meta: Mappin
 
 # ---------------------------------------------------------------------------------------------- encoding
 
+def feature_schema(weighted: bool):
+    """The Arrow schema of the feature Parquet: row_id, label, [weight], features (the stored form of a sparse
+    ML vector: type, size, indices, values), as the Spark engine writes it."""
+    import pyarrow as pa
+
+    vector = pa.struct([pa.field("type", pa.int8(), nullable=False), pa.field("size", pa.int32(), nullable=False),
+                        pa.field("indices", pa.list_(pa.int32())), pa.field("values", pa.list_(pa.float64()))])
+    return pa.schema([("row_id", pa.int64()), ("label", pa.int32())] + ([("weight", pa.float64())] if weighted else [])
+                     + [pa.field("features", vector, nullable=False)])
+
+
 def vector_batch(encoded, width: int):
-    """:func:`.encode.encode_arrow`'s batch with ``indices`` and ``values`` as one ``features`` struct, the stored
-    form of a sparse ML vector (type, size, indices, values), as the Spark engine writes it."""
+    """:func:`.encode.encode_arrow`'s batch with ``indices`` and ``values`` as one ``features`` struct
+    (:func:`feature_schema`)."""
     import pyarrow as pa
 
     n = encoded.num_rows
-    parts = [pa.array(np.full(n, SPARSE, np.int8)), pa.array(np.full(n, width, np.int32)),
-             encoded.column("indices"), encoded.column("values")]
-    features = pa.StructArray.from_arrays(parts, fields=_vector_fields())
-    keep = [c for c in ("row_id", "label", "weight") if c in encoded.schema.names]
-    schema = pa.schema([encoded.schema.field(c) for c in keep] + [pa.field("features", features.type, nullable=False)])
-    return pa.RecordBatch.from_arrays([encoded.column(c) for c in keep] + [features], schema=schema)
+    schema = feature_schema("weight" in encoded.schema.names)
+    vector = schema.field("features").type
+    features = pa.StructArray.from_arrays([pa.array(np.full(n, SPARSE, np.int8)), pa.array(np.full(n, width, np.int32)),
+                                           encoded.column("indices"), encoded.column("values")],
+                                          fields=list(vector))
+    return pa.RecordBatch.from_arrays([encoded.column(c) for c in schema.names[:-1]] + [features], schema=schema)
 
 
 def _encoded_batches(t: FittedTransform, part: Location, columns: list[str], out_of_fold: bool) -> Iterator:
@@ -252,5 +256,7 @@ def encode_split(t: FittedTransform, split: Location, out: Location, out_of_fold
         return rows
 
     rows = sum(ordered_map(one, enumerate(split.parquet_parts()), threads))
+    if rows == 0:   # as Spark writes an empty set: one file with the schema, so that readers find the columns
+        pq.write_table(feature_schema(bool(t.spec.weight)).empty_table(), str(out / f"part-00000-{tag}-c000.snappy.parquet"))
     (out / "_SUCCESS").write_bytes(b"")
     return rows

@@ -310,6 +310,10 @@ def test_driver_fit_and_vectors_equal_spark_s_on_the_tiny_split(spark, tmp_path)
         rows = driver.encode_split(t, Location.of(tmp_path / "train"), Location.of(tmp_path / f"driver{oof}"), oof, 2)
         assert rows == 8
         assert _vectors(tmp_path / f"driver{oof}").equals(_vectors(tmp_path / f"spark{oof}"))
+    to_spark(spark, frame.iloc[0:0]).write.parquet(str(tmp_path / "empty"))     # an empty set stays readable
+    assert driver.encode_split(t, Location.of(tmp_path / "empty"), Location.of(tmp_path / "empty_f"), False, 2) == 0
+    assert read_features(spark, str(tmp_path / "empty_f")).columns == ["row_id", "label", "weight", "features"]
+    assert read_features(spark, str(tmp_path / "empty_f")).count() == 0
     back = read_features(spark, str(tmp_path / "driverTrue"))      # Spark reads the driver's vectors as ML vectors
     assert back.filter("row_id = 1").first()["features"][0] == ZERO
     assert {r["row_id"]: r["weight"] for r in back.collect()} == {i: 10.0 * i for i in range(1, 9)}
