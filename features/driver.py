@@ -234,7 +234,11 @@ def _encoded_batches(t: FittedTransform, part: Location, columns: list[str], out
 
 def encode_split(t: FittedTransform, split: Location, out: Location, out_of_fold: bool, threads: int) -> int:
     """Encode every row of the local split ``split`` into feature Parquet in ``out``: one part file per part
-    of the split, a few parts at a time in threads, named as Spark names them. Returns the rows written."""
+    of the split, a few parts at a time in threads, named as Spark names them. Returns the rows written.
+
+    The encoder is pandas and numpy code that mostly holds the GIL; the threads overlap Parquet reads and
+    writes with it. On the 1M demo's train split (8 parts): 8.4 s on 2 threads, 9.4 s on 1, and 8.1 s with
+    2 spawned worker processes, which were left out (a user's script without a main guard would rerun)."""
     import pyarrow.parquet as pq
 
     columns = list(dict.fromkeys(["row_id", "label", *t.spec.input_columns()]))
