@@ -105,10 +105,19 @@ def _target_values(t: FittedTransform, column: str, values: pd.Series, folds: Op
     return np.divide(c + m * prior, denom, out=prior.copy(), where=denom > 0)
 
 
-def encode(t: FittedTransform, frame: pd.DataFrame, out_of_fold: bool = False) -> Encoded:
+def vocab_positions(t: FittedTransform, frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(position of each row's value in ``column``'s vocabulary, -1 when it is not there; whether the value is
+    missing)."""
+    values = _category(frame, column)
+    return t.vocab[column].get_indexer(values), values.isna().to_numpy()
+
+
+def encode(t: FittedTransform, frame: pd.DataFrame, out_of_fold: bool = False,
+           positions: Optional[dict[str, tuple[np.ndarray, np.ndarray]]] = None) -> Encoded:
     """Sparse rows of ``frame`` (raw columns as the reader types them, plus ``row_id`` when
     ``out_of_fold``). ``out_of_fold`` is for the train split only: each row's target encoding then comes
-    from the other folds, so its own label never reaches its features."""
+    from the other folds, so its own label never reaches its features. ``positions``: vocabulary columns'
+    :func:`vocab_positions`, already looked up (such a column may then be absent from ``frame``)."""
     n = len(frame)
     spec = t.spec
     folds = fold_of(frame["row_id"].to_numpy(), spec.folds, spec.seed) if out_of_fold and t.target else None
@@ -119,11 +128,10 @@ def encode(t: FittedTransform, frame: pd.DataFrame, out_of_fold: bool = False) -
         v = _slot_values(t, slot, frame, folds)
         idx_cols.append(np.where(np.isnan(v), -1, slot.index))
         val_cols.append(np.where(v == 0.0, ZERO, v))
-    for col, vocab in t.vocab.items():
-        values = _category(frame, col)
-        pos = vocab.get_indexer(values)
+    for col in t.vocab:
+        pos, missing = positions[col] if positions and col in positions else vocab_positions(t, frame, col)
         idx = np.where(pos >= 0, t.vocab_offsets[col] + pos, t.oov_index(col))
-        idx_cols.append(np.where(values.isna().to_numpy(), -1, idx))
+        idx_cols.append(np.where(missing, -1, idx))
         val_cols.append(ones)
     for col in spec.columns_of("hash"):
         b = bucket_of(col, _category(frame, col), spec.hash_buckets)
@@ -180,7 +188,8 @@ def encode_arrow(t: FittedTransform, batch, out_of_fold: bool = False, weight: O
     call it."""
     import pyarrow as pa
 
-    enc = encode(t, batch.to_pandas(), out_of_fold=out_of_fold)
+    positions, only_vocab = arrow_vocab_positions(t, batch)
+    enc = encode(t, batch.drop_columns(only_vocab).to_pandas(), out_of_fold=out_of_fold, positions=positions)
     offsets = pa.array(enc.indptr.astype(np.int32))
     arrays = [batch.column("row_id").cast(pa.int64()), batch.column("label").cast(pa.int32())]
     fields = [("row_id", pa.int64()), ("label", pa.int32())]
@@ -191,3 +200,25 @@ def encode_arrow(t: FittedTransform, batch, out_of_fold: bool = False, weight: O
                pa.ListArray.from_arrays(offsets, pa.array(enc.values, pa.float64()))]
     fields += [("indices", pa.list_(pa.int32())), ("values", pa.list_(pa.float64()))]
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def arrow_vocab_positions(t: FittedTransform, batch) -> tuple[dict, list[str]]:
+    """:func:`vocab_positions` of the text vocabulary columns of the Arrow ``batch``, looked up by Arrow (no
+    Python string per row), and the columns no other part of the transform reads (so they need not become
+    pandas)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    spec = t.spec
+    elsewhere = {s.source for s in t.slots} | set(spec.columns_of("hash")) | {c for x in spec.crosses for c in x}
+    positions, only_vocab = {}, []
+    for col, vocab in t.vocab.items():
+        values = batch.column(col)
+        if not pa.types.is_string(values.type) or any(not isinstance(v, str) for v in vocab):
+            continue
+        found = pc.index_in(values, value_set=pa.array(list(vocab), pa.string()))
+        positions[col] = (found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64),
+                          values.is_null().to_numpy(zero_copy_only=False))
+        if col not in elsewhere:
+            only_vocab.append(col)
+    return positions, only_vocab

@@ -73,6 +73,31 @@ def test_vocabulary_min_count_oov_and_unseen():
     assert got == [{0: 1.0}, {2: 1.0}, {3: 1.0}, {3: 1.0}, {}]
 
 
+def test_arrow_vocabulary_lookup_equals_pandas_s():
+    """encode_arrow looks vocabulary values up with Arrow and leaves vocabulary-only columns out of pandas;
+    the rows are the pure encoder's on the same frame (unseen, missing, an empty vocabulary, a column that
+    counts read too)."""
+    import pyarrow as pa
+
+    from features.encode import encode_arrow
+
+    tallies = {"C1": pd.DataFrame({"value": ["b", "a", "c", "d"], "n": [3, 5, 1, 3]}),
+               "C2": pd.DataFrame({"value": ["x"], "n": [1]}),
+               "C3": pd.DataFrame({"value": ["p", "q"], "n": [4, 2]})}
+    spec = FeatureSpec(categorical=(("C1", "vocab"), ("C2", "vocab"), ("C3", "vocab")), counts=("C3",), min_count=2)
+    t = fitted(spec, tallies=tallies)
+    frame = pd.DataFrame({"row_id": np.arange(6, dtype=np.int64), "label": [0, 1, 0, 0, 1, 0],
+                          "C1": ["a", "d", "c", "never-seen", None, "b"], "C2": ["x", None, "y", "x", "x", None],
+                          "C3": ["p", "q", None, "r", "p", "q"]})
+    got = encode_arrow(t, pa.RecordBatch.from_pandas(frame, preserve_index=False))
+    want = encode(t, frame)
+    assert got.column("indices").to_pylist() == [want.indices[a:b].tolist() for a, b in zip(want.indptr, want.indptr[1:])]
+    assert got.column("values").to_pylist() == [want.values[a:b].tolist() for a, b in zip(want.indptr, want.indptr[1:])]
+    indices = got.column("indices").to_pylist()
+    assert indices[0] == [0, 1, 5, 6] and got.column("values").to_pylist()[0] == [4.0, 1.0, 1.0, 1.0]
+    assert indices[2] == [4, 5]     # C1 'c' below min_count: OOV; C2's empty vocabulary: OOV; C3 missing
+
+
 def test_hash_buckets_are_pinned_and_collisions_add():
     # Known buckets: a library change that moved them would silently break saved transforms.
     got = bucket_of("C1", pd.Series(["68fd1e64", "abc", None]), 1 << 18).tolist()
