@@ -238,7 +238,8 @@ def encode_split(t: FittedTransform, split: Location, out: Location, out_of_fold
 
     The encoder is pandas and numpy code that mostly holds the GIL; the threads overlap Parquet reads and
     writes with it. On the 1M demo's train split (8 parts), before the Arrow vocabulary lookup: 8.4 s on 2
-    threads, 9.4 s on 1, and 8.1 s with 2 spawned worker processes, which were left out (a user's script without a main guard would rerun)."""
+    threads, 9.4 s on 1, and 8.1 s with 2 spawned worker processes, which were left out (spawning reruns the
+    main module: a user's script without a main guard would run again)."""
     import pyarrow.parquet as pq
 
     columns = list(dict.fromkeys(["row_id", "label", *t.spec.input_columns()]))
