@@ -175,10 +175,9 @@ def vocabulary_misses(t: FittedTransform, frame: pd.DataFrame) -> dict[str, tupl
     """Per vocabulary column: (rows with a value, rows whose value is out of the vocabulary), the drift
     signal of new data against train. The lookup is the encoder's own."""
     out = {}
-    for col, vocab in t.vocab.items():
-        values = _category(frame, col)
-        present = values.notna().to_numpy()
-        out[col] = (int(present.sum()), int((present & (vocab.get_indexer(values) < 0)).sum()))
+    for col in t.vocab:
+        pos, missing = vocab_positions(t, frame, col)
+        out[col] = (int((~missing).sum()), int((~missing & (pos < 0)).sum()))
     return out
 
 
@@ -214,7 +213,7 @@ def arrow_vocab_positions(t: FittedTransform, batch) -> tuple[dict, list[str]]:
     positions, only_vocab = {}, []
     for col, vocab in t.vocab.items():
         values = batch.column(col)
-        if not pa.types.is_string(values.type) or any(not isinstance(v, str) for v in vocab):
+        if not pa.types.is_string(values.type) or vocab.inferred_type not in ("string", "empty"):
             continue
         found = pc.index_in(values, value_set=pa.array(list(vocab), pa.string()))
         positions[col] = (found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64),
