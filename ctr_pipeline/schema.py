@@ -137,7 +137,8 @@ class TrainingConfig:
                              "local master has cores; about 55 bytes of driver memory per stored feature value), "
                              "`spark` (xgboost.spark on `num_workers` Spark barrier tasks) or `auto`: driver when "
                              "Spark's master is local, the device cpu and num_workers auto, spark otherwise. The "
-                             "search runs as Spark tasks either way.",
+                             "sampled search (search_rows > 0) runs in driver threads with the driver engine, "
+                             "as Spark tasks with spark.",
                      choices=("auto", "driver", "spark"))
     num_workers: Union[int, str] = _f("auto", "XGBoost workers (Spark barrier tasks): `auto` (every task slot the "
                                               "session has, each worker using spark.task.cpus threads) or a "

@@ -354,6 +354,48 @@ def test_sampled_search_runs_one_task_per_candidate_and_fold_and_resumes(spark, 
     assert in_driver.equals(table) and info3["rows"] == 1500 and info3["tasks_run"] == 12
 
 
+
+def test_driver_search_keeps_each_finished_fit_when_one_fails_and_says_how_far_it_is(spark, prepared, tmp_path,
+                                                                                      monkeypatch, caplog):
+    """The driver engine's search records each (candidate, fold) as it finishes: when a fit fails, those done
+    and those running beside it are kept (the rest are not started), and the rerun trains only what is
+    missing, to the same table; a progress line every ``every`` seconds says how many fits are done."""
+    import logging
+
+    from training import cv, driver_fit
+    from training.core import estimator_params
+
+    run, cfg, _ = prepared
+    train = read_features(spark, str(run.path_of("features") / "train"))
+    c = make_cfg(cfg.input.path, "training.search_space={max_depth: [2, 4]}", "training.search_rows=1200",
+                 "training.n_estimators=10")
+    base = {k: v for k, v in estimator_params(c).items() if k != "validation_indicator_col"}
+    rows = driver_fit.load(run.path_of("features") / "train", vector_width(train), False, 2)
+    held = (rows.x, rows.columns())
+    reference, _ = cv.run_sampled_search(c.training, base, train, tmp_path / "ref", None, "test", held=held)
+    fit = cv.fold_result
+
+    def failing(x, y, w, folds, fold, params, *rest):
+        if params["max_depth"] == 4 and fold == 1:
+            raise RuntimeError("injected")
+        return fit(x, y, w, folds, fold, params, *rest)
+
+    monkeypatch.setattr(cv, "fold_result", failing)
+    with pytest.raises(RuntimeError, match="injected"):
+        cv.run_sampled_search(c.training, base, train, tmp_path / "cv", None, "test", held=held)
+    kept = list((tmp_path / "cv").glob("*.json"))
+    # deepest first: the three max_depth 6 fits and max_depth 4's fold 0 started before the failing one
+    assert len(kept) >= 4 and not [p for p in kept if json.loads(p.read_text())["params"] == {"max_depth": 4}
+                                   and json.loads(p.read_text())["fold"] == 1]
+    monkeypatch.setattr(cv, "fold_result", fit)
+    again, info = cv.run_sampled_search(c.training, base, train, tmp_path / "cv", None, "test", held=held)
+    assert info["tasks_run"] == 9 - len(kept) and again.equals(reference)
+    with caplog.at_level(logging.INFO, logger="ctr_pipeline.training"):
+        cv.run_sampled_search(c.training, base, train, tmp_path / "cv2", None, "test", held=held, every=0.0)
+    lines = [r.getMessage() for r in caplog.records if "fits done" in r.getMessage()]
+    assert [line.split(", ")[0] for line in lines] == [f"train: search: {i} of 9 fits done" for i in range(1, 9)]
+
+
 def test_default_search_within_its_budget_then_early_stopping_on_a_validation_sample(spark, prepared, tmp_path):
     """The default space searched on a sample, as many candidates as the budget pays for (the configured
     values first), the chosen one refit on all of train with early stopping (a default) on an exact sample

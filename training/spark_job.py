@@ -383,7 +383,8 @@ def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[in
              "drawn": len(search_candidates(t, base))}
     if t.search_rows:
         table, info = run_sampled_search(t, base, train, folder, stopping, ctx.cfg.source_of("training.search_rows"),
-                                         limit, None if held is None else (held.x, held.columns()))
+                                         limit, None if held is None else (held.x, held.columns()),
+                                         ctx.cfg.spark.progress_seconds)
         space.update(info, engine="sampled", early_stopping_rounds=stopping)
     else:
         def fit(p: dict, df):
