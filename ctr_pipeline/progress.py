@@ -60,20 +60,30 @@ def snapshot(spark) -> Optional[Snapshot]:
 
 @contextlib.contextmanager
 def watch(spark, stage: str, every: float) -> Iterator[None]:
-    """Log a progress line every ``every`` seconds while the body runs (0: no lines)."""
+    """Log a progress line every ``every`` seconds while the body runs (0: no lines) and Spark works: when
+    Spark stages run at the line's time and already ran ``min(2 s, every / 2)`` before it. A stage that works
+    in the driver and runs one short Spark job (a model's save) at that moment gets no line saying that a
+    Spark stage is under way after all that time."""
     if every <= 0:
         yield
         return
     stop = threading.Event()
     t0 = time.perf_counter()
+    look_back = min(2.0, every / 2)
+
+    def looked() -> Optional[Snapshot]:
+        try:
+            return snapshot(spark)
+        except Exception as err:   # noqa: BLE001 - a progress line must never fail the stage
+            log.debug("progress: no snapshot (%s)", err)
+            return None
 
     def loop() -> None:
-        while not stop.wait(every):
-            try:
-                snap = snapshot(spark)
-            except Exception as err:   # noqa: BLE001 - a progress line must never fail the stage
-                log.debug("progress: no snapshot (%s)", err)
-                continue
+        while not stop.wait(every - look_back):
+            before = looked()
+            if stop.wait(look_back):
+                return
+            snap = looked() if before is not None else None
             if snap is not None:
                 log.info("%s", progress_line(stage, snap, time.perf_counter() - t0))
 

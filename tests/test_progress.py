@@ -40,6 +40,29 @@ def test_watcher_logs_while_a_job_runs_and_stops_after(spark, tmp_path, caplog):
     assert after == lines   # nothing once the stage is over
 
 
+def test_no_line_for_a_spark_job_only_seen_at_the_line_s_time(monkeypatch, caplog):
+    """A stage working in the driver that runs a short Spark job just when a line is due gets no line; Spark
+    work seen at the look back and at the line's time does."""
+    from ctr_pipeline import progress
+
+    calls = []
+
+    def blips(spark):   # Spark stages at every other look: never at the look back and the line's time both
+        calls.append(1)
+        return Snapshot(1, 0, 1, 0, 0) if len(calls) % 2 == 0 else None
+
+    monkeypatch.setattr(progress, "snapshot", blips)
+    with caplog.at_level(logging.INFO, logger="ctr_pipeline.progress"):
+        with watch(object(), "train", 0.05):
+            time.sleep(0.6)
+    assert len(calls) >= 4 and not [r for r in caplog.records if r.name == "ctr_pipeline.progress"]
+    monkeypatch.setattr(progress, "snapshot", lambda spark: Snapshot(1, 0, 1, 0, 0))
+    with caplog.at_level(logging.INFO, logger="ctr_pipeline.progress"):
+        with watch(object(), "train", 0.05):
+            time.sleep(0.6)
+    assert [r for r in caplog.records if r.name == "ctr_pipeline.progress"]
+
+
 def test_no_watcher_thread_when_off():
     before = time.perf_counter()
     with watch(object(), "sample", 0):
