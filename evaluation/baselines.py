@@ -7,7 +7,7 @@ MLlib's own gradient-boosted trees with the training section's depth, trees and 
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 from pyspark.ml.functions import vector_to_array
@@ -18,7 +18,7 @@ from ctr_pipeline.errors import InputDataError, UserError
 from ctr_pipeline.rowsample import capped_rows, capped_sample
 from ctr_pipeline.schema import Config
 from ctr_pipeline.storage import Location
-from features.arrow_io import parquet_rows, read_capped, read_csr
+from features.arrow_io import parquet_rows, read_capped, read_csr, split_columns
 from features.spark_io import batch_csr, vector_width
 
 log = logging.getLogger("ctr_pipeline.evaluation")
@@ -69,7 +69,7 @@ def driver_scored(model) -> bool:
     return isinstance(model, (LinearModel, GbdtLrModel))
 
 
-def fit(name: str, cfg: Config, train: DataFrame, validation: Optional[DataFrame] = None,
+def fit(name: str, cfg: Config, train: Callable[[], DataFrame], validation: Optional[Callable[[], DataFrame]] = None,
         booster_raw: Optional[bytes] = None, held: Optional[Location] = None):
     """Fit baseline ``name`` on the train features (label as double, weight when present), or on an exact
     sample of ``evaluation.baseline_rows`` of them. Logistic regression picks its L2 strength from
@@ -77,25 +77,30 @@ def fit(name: str, cfg: Config, train: DataFrame, validation: Optional[DataFrame
     local, on a local master) its rows are read by the driver (:func:`features.arrow_io.read_capped`: the
     same rows) instead of collected by Spark, and so is a validation split of at most LR_DRIVER_ROWS rows.
     ``gbdt_lr`` is fit on (a capped sample of) the validation split with the trained booster
-    ``booster_raw``. Returns (model, settings)."""
+    ``booster_raw``. ``train()`` and ``validation()`` give the splits as DataFrames, read only when Spark
+    needs them (None: no validation split). Returns (model, settings)."""
     e = cfg.evaluation
     if name == "gbdt_lr":
-        return _fit_gbdt_lr(cfg, validation, booster_raw)
+        return _fit_gbdt_lr(cfg, None if validation is None else validation(), booster_raw)
     if name == "logistic_regression":
-        columns = ("label", "weight") if "weight" in train.columns else ("label",)
+        names, width = split_columns(held / "train") if held is not None else (train().columns, None)
+        columns = ("label", "weight") if "weight" in names else ("label",)
         args = (e.baseline_rows, e.seed, columns, LR_DRIVER_ROWS, cfg.source_of(LR_ROWS_KEY))
         if held is None:
-            x, cols, rows, total = capped_rows(train, *args, key=LR_ROWS_KEY, what=LR_FIT)
+            x, cols, rows, total = capped_rows(train(), *args, key=LR_ROWS_KEY, what=LR_FIT)
         else:
-            x, cols, rows, total = read_capped(held / "train", vector_width(train), *args, key=LR_ROWS_KEY, what=LR_FIT)
+            x, cols, rows, total = read_capped(held / "train", width, *args, key=LR_ROWS_KEY, what=LR_FIT)
         log.info("evaluate: fitting baseline %s on %s of %s train rows", name, f"{rows:,}", f"{total:,}")
+        scored_on = None
         if validation is not None and held is not None and parquet_rows(held / "validation") <= LR_DRIVER_ROWS:
-            # held whole, as the train sample is (a larger split is scored on Spark)
-            vx, vcols = read_csr(held / "validation", vector_width(validation), ("label",), dtype=np.float64)
-            validation = (vx, vcols["label"])
-        model, settings = _fit_logistic(x, cols, validation)
+            # held whole, as the train sample is (a larger split is scored on Spark); every split is as wide
+            vx, vcols = read_csr(held / "validation", width, ("label",), dtype=np.float64)
+            scored_on = (vx, vcols["label"])
+        elif validation is not None:
+            scored_on = validation()
+        model, settings = _fit_logistic(x, cols, scored_on)
     else:
-        sample, rows, total = capped_sample(train, e.baseline_rows, e.seed)
+        sample, rows, total = capped_sample(train(), e.baseline_rows, e.seed)
         log.info("evaluate: fitting baseline %s on %s of %s train rows", name, f"{rows:,}", f"{total:,}")
         model, settings = _fit_gbt(cfg, sample)
     return model, {**settings, "fit_rows": rows, "train_rows": total}

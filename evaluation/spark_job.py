@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from functools import cache, partial
 from typing import Any, Optional
 
 import pandas as pd
@@ -132,9 +133,10 @@ def run(ctx: StageContext) -> StageResult:
     fitted, settings = {}, {}
     if e.baselines:
         feats = ctx.run.path_of("features")
-        train = read_features(ctx.spark, str(feats / "train"))
-        valid = read_features(ctx.spark, str(feats / "validation")) if (feats / "validation").is_dir() else None
         held = feats if driver_reads(ctx.spark, feats) else None
+        train = cache(partial(read_features, ctx.spark, str(feats / "train")))   # read when Spark needs it
+        valid = cache(partial(read_features, ctx.spark, str(feats / "validation"))) \
+            if (feats / "validation").is_dir() else None
         for name in e.baselines:
             fitted[name], settings[name] = baselines.fit(name, ctx.cfg, train, valid, raw_booster, held=held)
     w = negative_rate(ctx.cfg)

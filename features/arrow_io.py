@@ -68,6 +68,28 @@ def parquet_rows(split: Location) -> int:
     return sum(pq.ParquetFile(str(f.path)).metadata.num_rows for f in split.parquet_parts())
 
 
+def first_size(split: Location) -> int:
+    """The ``size`` of the first stored vector in the local split's Parquet files (0 when none)."""
+    import pyarrow.parquet as pq
+
+    for f in split.parquet_parts():
+        for batch in pq.ParquetFile(str(f.path)).iter_batches(batch_size=1, columns=["features"]):
+            if batch.num_rows:
+                return int(batch.column("features").field("size")[0].as_py())
+    return 0
+
+
+def split_columns(split: Location) -> tuple[list[str], int]:
+    """(column names, vector width) of the local feature split ``split``, from its first file's schema and
+    first stored vector: what :func:`features.spark_io.read_features` gives, without Spark."""
+    import pyarrow.parquet as pq
+
+    parts = split.parquet_parts()
+    if not parts:
+        raise ValueError(f"{split}: no Parquet files; not the output of the features stage")
+    return pq.read_schema(str(parts[0].path)).names, first_size(split)
+
+
 def read_capped(split: Location, width: int, limit: int, seed: int, columns: tuple[str, ...], max_rows: int,
                 source: str, key: str, what: str):
     """:func:`ctr_pipeline.rowsample.capped_rows` of the local feature split ``split``, read by the driver:

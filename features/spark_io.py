@@ -37,24 +37,15 @@ def read_features(spark: SparkSession, path: str) -> DataFrame:
         return raw
     where = Location.of(path)
     if where.is_local:   # the first row's size from the files, without a Spark job
-        width = _first_size(where)
+        from .arrow_io import first_size
+
+        width = first_size(where)
     else:
         first = raw.select("features.size").first()
         width = int(first[0]) if first else 0
     fields = [T.StructField("features", VectorUDT(), True, {WIDTH_KEY: width}) if f.name == "features" else f
               for f in raw.schema.fields]
     return spark.read.schema(T.StructType(fields)).parquet(path)
-
-
-def _first_size(split: Location) -> int:
-    """The ``size`` of the first stored vector in the local split's Parquet files (0 when none)."""
-    import pyarrow.parquet as pq
-
-    for f in split.parquet_parts():
-        for batch in pq.ParquetFile(str(f.path)).iter_batches(batch_size=1, columns=["features"]):
-            if batch.num_rows:
-                return int(batch.column("features").field("size")[0].as_py())
-    return 0
 
 
 def vector_width(df: DataFrame, column: str = "features") -> int:

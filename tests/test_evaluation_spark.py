@@ -158,7 +158,7 @@ def test_logistic_baseline_from_the_driver_read_equals_spark_s(spark, tmp_path):
     train.write.parquet(str(tmp_path / "features" / "train"))
     validation.write.parquet(str(tmp_path / "features" / "validation"))
     cfg = build_config([Layer("t", {"evaluation": {"baseline_rows": 300}})])
-    fits = {how: baselines.fit("logistic_regression", cfg, train, validation,
+    fits = {how: baselines.fit("logistic_regression", cfg, lambda: train, lambda: validation,
                                held=Location.of(tmp_path / "features") if how == "driver" else None)
             for how in ("spark", "driver")}
     (a, sa), (b, sb) = fits["spark"], fits["driver"]
@@ -187,7 +187,8 @@ def test_baselines_fit_and_score(spark, name):
             for i in range(200)]
     train = spark.createDataFrame(rows, ["row_id", "label", "features"])
     cfg = build_config([Layer("t", {"training": {"n_estimators": 3, "max_depth": 2}})])
-    model, settings = baselines.fit(name, cfg, train, validation=train if name == "logistic_regression" else None)
+    model, settings = baselines.fit(name, cfg, lambda: train,
+                                    validation=(lambda: train) if name == "logistic_regression" else None)
     assert settings.get("regParam", 1e-3) in baselines.LR_REG_GRID
     if name == "logistic_regression":   # linear models are scored with the boosters, in one Arrow pass
         from evaluation.logistic import LinearModel

@@ -297,7 +297,7 @@ def test_the_evaluate_stage_scores_in_the_driver_as_spark_scores(spark, demo_tsv
     raw = (run.path_of("train") / "booster.ubj").read_bytes()
     feats = run.path_of("features")
     train, valid = (read_features(spark, str(feats / s)) for s in ("train", "validation"))
-    fitted = {name: baselines.fit(name, cfg, train, valid, raw, held=feats)[0]
+    fitted = {name: baselines.fit(name, cfg, lambda: train, lambda: valid, raw, held=feats)[0]
               for name in ("logistic_regression", "gbdt_lr")}
     for split in ("validation", "test"):
         got = ej.scored_in_driver(ctx, raw, fitted, split).sort_values("row_id").reset_index(drop=True)

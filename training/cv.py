@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import pandas as pd
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from ctr_pipeline.rowsample import key_column
@@ -189,7 +189,7 @@ def driver_fits(spark, todo: list, data: tuple, base: dict[str, Any], stopping: 
         raise failure
 
 
-def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame,
+def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: "DataFrame | SparkSession",
                        folder: "Location | str | os.PathLike", stopping: Optional[int], source: str,
                        limit: Optional[int] = None, held: Optional[tuple] = None, every: float = 30.0
                        ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -199,15 +199,16 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: DataFrame
 
     The fits run as Spark tasks, or, given ``held`` (train's rows already in the driver: CSR, {column: array};
     the driver engine), in driver threads on a sample drawn from those rows, each result recorded as it
-    finishes and a progress line every ``every`` seconds. Both give the same table."""
+    finishes and a progress line every ``every`` seconds. Both give the same table. ``train``: the split's
+    DataFrame, or with ``held`` the session alone."""
     from ctr_pipeline.rowsample import capped_rows
 
     started = time.monotonic()
     folder = Location.of(folder)
     folder.mkdir()
-    spark = train.sparkSession
+    spark = train if isinstance(train, SparkSession) else train.sparkSession
     cands = search_candidates(t, base, limit)
-    weighted = "weight" in train.columns
+    weighted = "weight" in (held[1] if held is not None else train.columns)
     columns = ("row_id", "label", FOLD, "weight") if weighted else ("row_id", "label", FOLD)
     if held is not None:
         x, cols, rows, total = sample_held_rows(t, *held, source)

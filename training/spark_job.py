@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import time
 from functools import partial
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from ctr_pipeline.spark import driver_reads, task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
 from evaluation import gbdt_lr
-from features.arrow_io import parquet_rows, read_capped
+from features.arrow_io import parquet_rows, read_capped, split_columns
 from features.spark_io import read_features, vector_width
 
 from . import driver_fit, gbdt_lr_spark, heldout
@@ -226,26 +226,37 @@ def run(ctx: StageContext) -> StageResult:
     engine = engine_for(t.engine, ctx.spark.sparkContext.master, params["device"], params["num_workers"])
     check_environment(ctx, params)
     feats = ctx.run.path_of("features")
-    data = read_features(ctx.spark, str(feats / "train"))
-    if "weight" in data.columns:
+    local = driver_reads(ctx.spark, feats)
+    frames: dict = {}
+
+    def frame(split: str = "train"):
+        """Feature split ``split`` as a Spark DataFrame, read when first needed: the driver engine on a local
+        run directory needs none (a cold JVM's first query costs about 2 s)."""
+        if split not in frames:
+            frames[split] = read_features(ctx.spark, str(feats / split))
+        return frames[split]
+
+    columns, width = split_columns(feats / "train") if local else (frame().columns, vector_width(frame()))
+    if "weight" in columns:
         params["weight_col"] = "weight"
-    rows = {"train": parquet_rows(feats / "train") if driver_reads(ctx.spark, feats) else data.count()}
+    rows = {"train": parquet_rows(feats / "train") if local else frame().count()}
     tree_rows, linear_rows = rows["train"], None
+    data = None if engine == "driver" else frame()
     if t.model == "gbdt_lr":
-        data, linear_rows = gbdt_lr_spark.held_out(data, t.gbdt_lr_share, t.search_seed)
-        tree_rows = data.count()
-        log.info("train: model gbdt_lr: the trees train on %s of the %s train rows, the logistic regression on the "
-                 "other %.0f%% (training.gbdt_lr_share)", f"{tree_rows:,}", f"{rows['train']:,}",
-                 100 * t.gbdt_lr_share)
+        data, linear_rows = gbdt_lr_spark.held_out(frame(), t.gbdt_lr_share, t.search_seed)
     train_only, held_rows = data, None
     if engine == "driver":
         started = time.monotonic()
         keep = None if linear_rows is None else gbdt_lr_spark.tree_rows_mask(t.gbdt_lr_share, t.search_seed)
-        held_rows = driver_fit.load(feats / "train", vector_width(data), "weight" in data.columns,
-                                    driver_fit.threads(ctx.spark), keep)
+        held_rows = driver_fit.load(feats / "train", width, "weight" in columns, driver_fit.threads(ctx.spark), keep)
         log.info("train: %s train rows read into the driver in %.1fs (training.engine %s)", f"{len(held_rows.y):,}",
                  time.monotonic() - started, t.engine)
-    validation = read_features(ctx.spark, str(feats / "validation")) if "validation_indicator_col" in params else None
+    if t.model == "gbdt_lr":
+        tree_rows = len(held_rows.y) if held_rows is not None else data.count()
+        log.info("train: model gbdt_lr: the trees train on %s of the %s train rows, the logistic regression on the "
+                 "other %.0f%% (training.gbdt_lr_share)", f"{tree_rows:,}", f"{rows['train']:,}",
+                 100 * t.gbdt_lr_share)
+    validating = "validation_indicator_col" in params
     search = None
     patience = stopping_rounds(ctx.cfg)
     if t.search_space:
@@ -255,11 +266,12 @@ def run(ctx: StageContext) -> StageResult:
             search = skipped_search(t, tree_rows, limit, total)
             log.info("train: search skipped: %s", search["why"])
         else:
-            search = cross_validate(ctx, params, train_only, patience, limit, held_rows)
+            search = cross_validate(ctx, params, frame if train_only is None else (lambda: train_only), patience,
+                                    limit, held_rows)
             params.update(search["best"])
     held, stopping_on, valid_rows = None, None, None
-    if validation is not None:
-        sampled = stopping_sample(ctx, params, validation, engine)
+    if validating:
+        sampled = stopping_sample(ctx, params, partial(frame, "validation"), engine, width, "weight" in columns)
         if engine == "driver":
             held, valid_rows, stopping_on, rows["validation"] = sampled
             del params["validation_indicator_col"]   # the driver evaluates the sample it holds
@@ -267,7 +279,8 @@ def run(ctx: StageContext) -> StageResult:
             held, stopping_on, rows["validation"] = sampled
             del params["validation_indicator_col"]   # xgboost.spark trains on train alone
         else:
-            valid, stopping_on, rows["validation"] = capped_sample(validation, t.stopping_rows, t.search_seed + 2)
+            valid, stopping_on, rows["validation"] = capped_sample(frame("validation"), t.stopping_rows,
+                                                                   t.search_seed + 2)
             data = (data.withColumn(VALIDATION_FLAG, F.lit(False))
                     .unionByName(valid.withColumn(VALIDATION_FLAG, F.lit(True))))
             # xgboost.spark skips its shuffle when the partitions already number its workers, and a barrier
@@ -336,22 +349,24 @@ LEAF_ROWS = 200_000   # validation rows early stopping holds in the driver and i
 DRIVER_VALID_ROWS = 4_000_000   # ... with the driver engine, which holds them once
 
 
-def stopping_sample(ctx: StageContext, params: dict, validation, engine: str = "spark"):
+def stopping_sample(ctx: StageContext, params: dict, validation: Callable, engine: str, width: int, weighted: bool):
     """For xgboost.spark: (the stopping sample of ``validation`` as :class:`LeafLosses`, its rows, validation
     rows), or None when XGBoost must evaluate it itself: on cuda (whose predictor has no per-row cost in the
     width), for a booster whose margins the leaves do not give, or for a sample over LEAF_ROWS rows.
     For the driver engine: (LeafLosses or None, the sample's (x, y, w) when XGBoost evaluates it (else None),
     its rows, validation rows); the driver holds the sample once, so up to DRIVER_VALID_ROWS rows.
+    ``validation()`` gives the split as a DataFrame (read only when Spark collects the sample); its vectors
+    are ``width`` wide and it has a weight column when ``weighted``.
 
     Why the leaves: XGBoost's CPU prediction costs rows x columns per call (see :mod:`training.heldout`);
     on the 1M demo rows (20,000 rows x 93,005 columns) evaluating every round took about 75 ms of each
     worker's 310 ms round."""
     t = ctx.cfg.training
     leaves = params.get("device", "cpu") == "cpu" and heldout.supported(booster_params(params))
-    columns = ("label", "weight") if "weight" in validation.columns else ("label",)
+    columns = ("label", "weight") if weighted else ("label",)
     if engine == "driver":
         split = ctx.run.path_of("features") / "validation"
-        capped = partial(read_capped, split, vector_width(validation)) if split.is_local else partial(capped_rows, validation)
+        capped = partial(read_capped, split, width) if split.is_local else partial(capped_rows, validation())
         x, cols, rows, total = capped(t.stopping_rows, t.search_seed + 2, columns, DRIVER_VALID_ROWS,
                                       ctx.cfg.source_of("training.stopping_rows"), key="training.stopping_rows",
                                       what="early stopping's validation rows are held")
@@ -359,19 +374,19 @@ def stopping_sample(ctx: StageContext, params: dict, validation, engine: str = "
         return (LeafLosses(x, y, w), None, rows, total) if leaves else (None, (x, y, w), rows, total)
     if not leaves:
         return None
-    if (t.stopping_rows or validation.count()) > LEAF_ROWS:   # 0: all rows, counted only then
+    if (t.stopping_rows or validation().count()) > LEAF_ROWS:   # 0: all rows, counted only then
         return None
-    x, cols, rows, total = capped_rows(validation, t.stopping_rows, t.search_seed + 2, columns, LEAF_ROWS,
+    x, cols, rows, total = capped_rows(validation(), t.stopping_rows, t.search_seed + 2, columns, LEAF_ROWS,
                                       ctx.cfg.source_of("training.stopping_rows"), key="training.stopping_rows",
                                       what="early stopping's validation rows are held")
     return LeafLosses(x, cols["label"], cols.get("weight")), rows, total
 
 
-def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[int], limit: Optional[int],
+def cross_validate(ctx: StageContext, params: dict, train: Callable, stopping: Optional[int], limit: Optional[int],
                    held: Optional[driver_fit.DriverRows] = None) -> dict:
     """k-fold search of the first ``limit`` candidates (all: None) on (an exact sample of) the train split
-    (of its rows ``held`` by the driver when given); returns the chosen parameters, the table and what was
-    searched."""
+    (``train()``: its DataFrame; of its rows ``held`` by the driver when given); returns the chosen parameters,
+    the table and what was searched."""
     from xgboost.spark import SparkXGBClassifier
 
     t = ctx.cfg.training
@@ -382,8 +397,9 @@ def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[in
              "results": str(folder), "budget": t.search_budget, "afforded": limit,
              "drawn": len(search_candidates(t, base))}
     if t.search_rows:
-        table, info = run_sampled_search(t, base, train, folder, stopping, ctx.cfg.source_of("training.search_rows"),
-                                         limit, None if held is None else (held.x, held.columns()),
+        table, info = run_sampled_search(t, base, train() if held is None else ctx.spark, folder, stopping,
+                                         ctx.cfg.source_of("training.search_rows"), limit,
+                                         None if held is None else (held.x, held.columns()),
                                          ctx.cfg.spark.progress_seconds)
         space.update(info, engine="sampled", early_stopping_rounds=stopping)
     else:
@@ -393,7 +409,7 @@ def cross_validate(ctx: StageContext, params: dict, train, stopping: Optional[in
         log.info("train: cross-validated %s search, %d folds, on all of train, in %s", t.search_method,
                  t.search_folds, folder)
         started = time.monotonic()
-        table = run_search(t, base, train, folder, fit, limit)
+        table = run_search(t, base, train(), folder, fit, limit)
         space.update(engine="distributed", seconds=round(time.monotonic() - started, 1))
     best, why = choose(table, incumbent(t.search_space, base))
     row = table.index[table["params"] == json.dumps(best, sort_keys=True)][0]
