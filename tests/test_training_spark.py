@@ -396,6 +396,33 @@ def test_driver_search_keeps_each_finished_fit_when_one_fails_and_says_how_far_i
     assert [line.split(", ")[0] for line in lines] == [f"train: search: {i} of 9 fits done" for i in range(1, 9)]
 
 
+
+def test_driver_engines_run_no_spark_job_but_the_model_save(spark, prepared, tmp_path):
+    """On a local master and run directory the train stage (driver engine, a search, early stopping) runs
+    Spark jobs only to save model/spark_model/ (its metadata and its model: two), and the evaluate stage
+    (the LR baseline, the bootstrap, scoring in the driver) none: no DataFrame is read on a cold JVM."""
+    run, _, _ = prepared
+    again = copy_upstream(run, tmp_path / "run")
+    cfg = build_config([parse_set_option(s) for s in (
+        *BASE[:4], "training.n_estimators=12", "training.search_space={max_depth: [2, 3]}",
+        "training.search_rows=1000", "training.search_budget=null", "training.early_stopping_rounds=3",
+        "evaluation.baselines=[logistic_regression]", "evaluation.bootstrap=20", "evaluation.segment_by=null")])
+    tracker = spark.sparkContext.statusTracker()
+
+    def last_job() -> int:
+        return max(tracker.getJobIdsForGroup(None) or [-1])
+
+    jobs = {}
+    for stage in ("train", "evaluate"):
+        before = last_job()
+        rec = run_stage(stage, cfg, again, lambda: spark, force=False)
+        jobs[stage] = last_job() - before
+    assert rec["details"]["metrics"]["test"]["rows"] > 0
+    details = again.stage_record("train")["details"]
+    assert details["engine"] == "driver" and details["search"]["candidates"] == 3
+    assert jobs == {"train": 2, "evaluate": 0}
+
+
 def test_default_search_within_its_budget_then_early_stopping_on_a_validation_sample(spark, prepared, tmp_path):
     """The default space searched on a sample, as many candidates as the budget pays for (the configured
     values first), the chosen one refit on all of train with early stopping (a default) on an exact sample
