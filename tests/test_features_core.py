@@ -96,6 +96,12 @@ def test_arrow_vocabulary_lookup_equals_pandas_s():
     indices = got.column("indices").to_pylist()
     assert indices[0] == [0, 1, 5, 6] and got.column("values").to_pylist()[0] == [4.0, 1.0, 1.0, 1.0]
     assert indices[2] == [4, 5]     # C1 'c' below min_count: OOV; C2's empty vocabulary: OOV; C3 missing
+    for rows in ([3, 4], [4, 1], [0]):   # batches smaller than C1's vocabulary: its values looked up the other way
+        part = frame.iloc[rows].reset_index(drop=True)
+        small = encode_arrow(t, pa.RecordBatch.from_pandas(part, preserve_index=False))
+        want = encode(t, part)
+        assert small.column("indices").to_pylist() == \
+            [want.indices[a:b].tolist() for a, b in zip(want.indptr, want.indptr[1:])], rows
 
 
 def test_hash_buckets_are_pinned_and_collisions_add():
