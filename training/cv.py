@@ -162,7 +162,7 @@ def driver_fits(spark, todo: list, data: tuple, base: dict[str, Any], stopping: 
     from ctr_pipeline.progress import elapsed_text
 
     def depth(task) -> int:
-        return int(task[2].get("max_depth", base.get("max_depth", 6)))
+        return int(task[2].get("max_depth", base["max_depth"]))
 
     one, started, last = _fit_task(data, base, stopping, nthread), time.monotonic(), time.monotonic()
     failure: Optional[BaseException] = None
