@@ -220,32 +220,34 @@ def cmd_stages(args: argparse.Namespace) -> int:
     from .locks import Lock
     from .pipeline import run_stages
     from .runs import LOGS, RUN_LOCK
-    from .spark import check_master, stop_session
+    from .javacheck import check_java
+    from .spark import LazySession, check_master, stop_session, under_spark_submit
 
     run, cfg = open_run(args)
     check_master(cfg.spark.master, f"{cfg.source_of('spark.master')}: spark.master")
+    if not under_spark_submit():   # before any stage, though a run that works in the driver starts no JVM
+        check_java()
     if "sample" in args.stages and (args.force or not run.is_complete("sample")):
         _check_input(cfg)
         if cfg.sampling.engine == "mrjob" and cfg.sampling.mrjob_runner == "emr" and run.root.is_local:
             raise UserError(f"{cfg.source_of('sampling.mrjob_runner')}: sampling.mrjob_runner 'emr' reads and "
                             "writes S3: give an s3:// run directory (--out s3://bucket/prefix)")
-    session: dict[str, Any] = {}
 
-    def spark_factory():
-        if "spark" not in session:
-            from .spark import get_session
+    def start():
+        from .spark import get_session
 
-            session["spark"] = get_session(cfg.spark, extra_conf=spark_s3_conf(AwsSettings.from_config(cfg)))
-        return session["spark"]
+        return get_session(cfg.spark, extra_conf=spark_s3_conf(AwsSettings.from_config(cfg)))
+
+    session = LazySession(start, cfg.spark)   # stages that work in the driver start no JVM
 
     with invocation_log(run.root / LOGS) as log_path, one_line_failures(log_path):
         with Lock(run.root / RUN_LOCK, " ".join(args.stages), what=f"run directory {run.root}"):
             try:
-                records = run_stages(args.stages, cfg, run, spark_factory, force=args.force,
+                records = run_stages(args.stages, cfg, run, session, force=args.force,
                                      options={"resume": getattr(args, "resume", False)})
             finally:
-                if "spark" in session:
-                    stop_session(session["spark"])
+                if session.started is not None:
+                    stop_session(session.started)
     print_summary(run, records, log_path)
     return 0
 

@@ -17,6 +17,7 @@ from .failures import explain
 from .progress import watch
 from .runs import CONFIG_SECTIONS, STAGES, UPSTREAM, RunDir
 from .scratch import jvm_errors
+from .spark import LazySession
 from .schema import Config
 from .stage import StageContext, StageResult
 
@@ -63,7 +64,9 @@ def check_rows_read(stage: str, rows: dict[str, int], run: RunDir) -> None:
 
 def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], Any], force: bool,
               options: Optional[dict] = None) -> dict:
-    """Run one stage (or skip it when complete); return its manifest record."""
+    """Run one stage (or skip it when complete); return its manifest record. ``spark_factory``: a
+    :class:`~ctr_pipeline.spark.LazySession`, or a callable giving the session; either is called only when
+    the stage asks the session something."""
     sections = CONFIG_SECTIONS[stage]
     current = {s: to_dict(cfg)[s] for s in sections}
     record = run.stage_record(stage)
@@ -76,7 +79,7 @@ def run_stage(stage: str, cfg: Config, run: RunDir, spark_factory: Callable[[], 
         return record
     check_can_run(stage, run)
     module = importlib.import_module(STAGE_MODULES[stage])
-    spark = spark_factory()
+    spark = spark_factory if isinstance(spark_factory, LazySession) else LazySession(spark_factory)
     staging = run.new_staging(stage)
     log.info("%s: started", stage)
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), time.perf_counter()

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
+from .spark import started
+
 log = logging.getLogger("ctr_pipeline.progress")
 
 
@@ -62,8 +64,8 @@ def snapshot(spark) -> Optional[Snapshot]:
 def watch(spark, stage: str, every: float) -> Iterator[None]:
     """Log a progress line every ``every`` seconds while the body runs (0: no lines) and Spark works: when
     Spark stages run at the line's time and already ran ``min(2 s, every / 2)`` before it. A stage that works
-    in the driver and runs one short Spark job (a model's save) at that moment gets no line saying that a
-    Spark stage is under way after all that time."""
+    in the driver and runs one short Spark job at that moment gets no line saying that a Spark stage is under
+    way after all that time; a :class:`~ctr_pipeline.spark.LazySession` not started gets none."""
     if every <= 0:
         yield
         return
@@ -72,8 +74,11 @@ def watch(spark, stage: str, every: float) -> Iterator[None]:
     look_back = min(2.0, every / 2)
 
     def looked() -> Optional[Snapshot]:
+        running = started(spark)   # a session not started (a stage working in the driver) has nothing to say
+        if running is None:
+            return None
         try:
-            return snapshot(spark)
+            return snapshot(running)
         except Exception as err:   # noqa: BLE001 - a progress line must never fail the stage
             log.debug("progress: no snapshot (%s)", err)
             return None

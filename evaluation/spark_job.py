@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from ctr_pipeline.registry.bundle import LINEAR
 from ctr_pipeline.schema import Config
-from ctr_pipeline.spark import driver_reads
+from ctr_pipeline.spark import driver_reads, shape
 from ctr_pipeline.stage import StageContext, StageResult, json_default
 from features.spark_io import read_features, vector_width
 
@@ -93,7 +93,7 @@ def scored_in_driver(ctx: StageContext, booster_raw: bytes, fitted: dict, split:
     weighted = bool(ctx.upstream_details("features").get("weight"))
     x, cols = read_csr(feats, int(ctx.upstream_details("features")["vector_width"]),
                        ("row_id", "label", "weight") if weighted else ("row_id", "label"), dtype=np.float64)
-    threads = ctx.spark.sparkContext.defaultParallelism
+    threads = shape(ctx.spark).parallelism
     models = [narrowed(digest(raw), raw, threads, keep=len(boosters)) for raw in boosters.values()]
     preds = predict_csr(models, list(linear.values()), x)
     frame = pd.DataFrame({"row_id": cols["row_id"].astype(np.int64), "label": cols["label"].astype(np.int32),

@@ -21,7 +21,7 @@ from ctr_pipeline.errors import InputDataError
 from ctr_pipeline.readers.local import physical_memory
 from ctr_pipeline.rowsample import key_column
 from ctr_pipeline.schema import SPLIT_NAMES
-from ctr_pipeline.spark import driver_reads, engine_choice
+from ctr_pipeline.spark import driver_reads, engine_choice, shape
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
 
@@ -286,7 +286,7 @@ def run(ctx: StageContext) -> StageResult:
         raise InputDataError(f"{ctx.cfg.source_of('features.numeric_transform')}: every column is set to 'none'; "
                              "nothing is left to build features from")
     engine = engine_for(ctx, spec, splits_dir)
-    threads = ctx.spark.sparkContext.defaultParallelism
+    threads = shape(ctx.spark).parallelism
     splits = {}
     for n in names:
         if engine == "driver":

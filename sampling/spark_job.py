@@ -24,7 +24,7 @@ from ctr_pipeline.readers.local import local_problem, read_local
 from ctr_pipeline.readers.spark import open_input, read_input
 from ctr_pipeline.rowsample import id_digest
 from ctr_pipeline.schema import SPLIT_NAMES
-from ctr_pipeline.spark import driver_reads, engine_choice, temporary_conf
+from ctr_pipeline.spark import driver_reads, engine_choice, shape, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
 
@@ -230,7 +230,7 @@ def engine_for(cfg, spark, out: Location, source) -> str:
 
 def sample_with_driver(cfg, spark, table, out: Location) -> tuple[dict, dict, dict]:
     """The driver engine (:mod:`sampling.driver`): (requested rows per set, report, rows per set and stratum)."""
-    oot, drawn, per_stratum = sample_in_driver(cfg, table, out, spark.sparkContext.defaultParallelism)
+    oot, drawn, per_stratum = sample_in_driver(cfg, table, out, shape(spark).parallelism)
     engine = {"engine": "driver", "seed_used": drawn.seed, "attempts": drawn.attempts}
     return (*engine_report(cfg, oot, drawn.targets, drawn.counts, engine, drawn.waitlists), per_stratum)
 

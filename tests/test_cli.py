@@ -42,13 +42,15 @@ def jvm_leftovers() -> set[str]:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     """8,000 demo rows made by the CLI and one uninterrupted `run` on them (fake secrets planted), with
-    its own TMPDIR; returns what the run left there and in /tmp too."""
+    its own TMPDIR; returns what the run left there and in /tmp too. Its java passes the version check but
+    cannot start a JVM: a default run on a local master and run directory works in the driver throughout."""
     where = tmp_path_factory.mktemp("cli-run")
     data, run, tmp = where / "demo.tsv.gz", where / "run", where / "tmp"
     tmp.mkdir()
     made = run_cli("demo-data", "--rows", "8000", "--seed", "3", "--out", str(data))
     assert made.returncode == 0 and "wrote 8,000 rows" in made.stdout
-    env = {**cli_env(), **PLANTED_ENV, "TMPDIR": str(tmp)}   # fake credentials: none may be written or printed
+    env = {**cli_env(), **PLANTED_ENV, "TMPDIR": str(tmp),   # fake credentials: none may be written or printed
+           "JAVA_HOME": str(fake_java(where, "17.0.15"))}
     before = jvm_leftovers()
     proc = run_cli("run", "--input", str(data), "--out", str(run), *RUN_ARGS,
                    "--set", f"spark.conf={{'{SECRET_CONF_KEY}': '{PLANTED_CONF}'}}", env=env)

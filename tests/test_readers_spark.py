@@ -1,6 +1,7 @@
 """Each input reader on Spark, with bad rows: quarantine with file and line, threshold, layout errors."""
 import gzip
 import json
+import os
 
 import pytest
 
@@ -241,3 +242,36 @@ def test_parsed_rows_are_kept_once_and_released(spark, text_bytes, checkpointed)
     assert set(dict(spark.sparkContext._jsc.getPersistentRDDs())) != before   # kept until released
     kept.release()
     assert set(dict(spark.sparkContext._jsc.getPersistentRDDs())) == before
+
+
+def test_local_paths_are_listed_by_python_as_hadoop_lists_them(spark, tmp_path):
+    """Files, directories (recursively, hidden ones too), globs of * and ?, file: URIs and relative paths: the
+    same files and sizes as Hadoop's listing; Hadoop-only glob syntax and other schemes are left to Hadoop."""
+    from ctr_pipeline.readers.local import local_files
+    from ctr_pipeline.readers.spark import hadoop_files
+
+    logs = tmp_path / "logs"
+    for name, size in (("day1.tsv", 3), ("day2.tsv.gz", 5), ("_SUCCESS", 0), (".part.crc", 1), ("sub/day3.tsv", 7),
+                       (".hidden/day4.tsv", 2), ("day10.tsv", 4)):
+        (logs / name).parent.mkdir(parents=True, exist_ok=True)
+        (logs / name).write_bytes(b"x" * size)
+    for uri in (str(logs), f"{logs}/", f"file:{logs}", f"file://{logs}", f"{logs}/day?.tsv", f"{logs}/*",
+                f"{logs}/*.tsv*", os.path.relpath(logs / "day1.tsv"), f"{tmp_path}/*/sub", f"{logs}/missing*",
+                f"{logs}/missing.tsv"):   # (relative: to the working directory, where the JVM started too)
+        assert sorted(local_files(uri)) == sorted(hadoop_files(spark, uri)), uri
+    for uri in (f"{logs}/day{{1,2}}.tsv", f"{logs}/day[12].tsv", "s3a://bucket/logs", "hdfs:///logs"):
+        assert local_files(uri) is None, uri
+
+
+def test_codecs_from_the_suffix_table_match_hadoop(spark):
+    """A session not started answers the codec question from Hadoop's suffixes, as Hadoop itself does."""
+    from ctr_pipeline.readers import arrow
+    from ctr_pipeline.schema import SparkConfig
+    from ctr_pipeline.spark import LazySession
+
+    def never():
+        raise AssertionError("no session should start")
+
+    uris = [f"file:/x/a{suffix}" for suffix in ("", ".tsv", ".gz", ".GZ", ".tar.gz", ".bz2", ".deflate", ".lz4",
+                                                 ".snappy", ".zst", ".zstd", ".xz", ".lzo", ".br")]
+    assert arrow.codecs(LazySession(never, SparkConfig(master="local[2]")), uris) == arrow.codecs(spark, uris)

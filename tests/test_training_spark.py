@@ -397,30 +397,72 @@ def test_driver_search_keeps_each_finished_fit_when_one_fails_and_says_how_far_i
 
 
 
-def test_driver_engines_run_no_spark_job_but_the_model_save(spark, prepared, tmp_path):
-    """On a local master and run directory the train stage (driver engine, a search, early stopping) runs
-    Spark jobs only to save model/spark_model/ (its metadata and its model: two), and the evaluate stage
-    (the LR baseline, the bootstrap, scoring in the driver) none: no DataFrame is read on a cold JVM."""
-    run, _, _ = prepared
-    again = copy_upstream(run, tmp_path / "run")
-    cfg = build_config([parse_set_option(s) for s in (
-        *BASE[:4], "training.n_estimators=12", "training.search_space={max_depth: [2, 3]}",
-        "training.search_rows=1000", "training.search_budget=null", "training.early_stopping_rounds=3",
-        "evaluation.baselines=[logistic_regression]", "evaluation.bootstrap=20", "evaluation.segment_by=null")])
+def test_a_local_run_of_driver_engines_starts_no_jvm(spark, demo_tsv, tmp_path, monkeypatch):
+    """On a local master and run directory all four stages work in the driver (sampling, features, the
+    search, training with early stopping, the LR baseline, the bootstrap, scoring) and the session is never
+    started and no Spark job runs on the session this process already has (pyspark's writers would use it):
+    no JVM. The model/spark_model/ they write without Spark loads in Spark and scores as the booster."""
+    import xgboost as xgb
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import SparkSession
+    from xgboost.spark import SparkXGBClassifierModel
+
+    from ctr_pipeline.spark import LazySession
+
+    def no_jvm():
+        raise AssertionError("a stage started the Spark session")
+
+    cfg = make_cfg(demo_tsv, "features.categorical_encoding=vocab", "training.n_estimators=12",
+                   "training.search_space={max_depth: [2, 3]}", "training.search_rows=1000",
+                   "training.search_budget=null", "training.early_stopping_rounds=3",
+                   "evaluation.baselines=[logistic_regression]", "evaluation.bootstrap=20",
+                   "evaluation.segment_by=null")
+    run = RunDir(tmp_path / "run")
+    session = LazySession(no_jvm, cfg.spark)
+    monkeypatch.setattr(SparkSession.Builder, "getOrCreate", lambda self: no_jvm())   # as xgboost.spark asks
     tracker = spark.sparkContext.statusTracker()
 
     def last_job() -> int:
         return max(tracker.getJobIdsForGroup(None) or [-1])
 
-    jobs = {}
-    for stage in ("train", "evaluate"):
-        before = last_job()
-        rec = run_stage(stage, cfg, again, lambda: spark, force=False)
-        jobs[stage] = last_job() - before
-    assert rec["details"]["metrics"]["test"]["rows"] > 0
-    details = again.stage_record("train")["details"]
-    assert details["engine"] == "driver" and details["search"]["candidates"] == 3
-    assert jobs == {"train": 2, "evaluate": 0}
+    before = last_job()
+    records = run_stages(("sample", "features", "train", "evaluate"), cfg, run, session)
+    monkeypatch.undo()
+    assert last_job() == before
+    assert session.started is None and records["evaluate"]["details"]["metrics"]["test"]["rows"] > 0
+    train = records["train"]["details"]
+    assert train["engine"] == "driver" and train["search"]["candidates"] == 3 and train["best_iteration"] is not None
+    assert records["sample"]["details"]["engine"] == records["features"]["details"]["engine"]["ran"] == "driver"
+    model = SparkXGBClassifierModel.load(str(run.path_of("train") / "spark_model"))
+    df = read_features(spark, str(run.path_of("features") / "test")).orderBy("row_id").limit(50)
+    got = np.array([r[0] for r in model.transform(df).select(vector_to_array("probability")[1]).collect()])
+    booster = xgb.Booster(model_file=str(run.path_of("train") / "booster.ubj"))
+    assert model.get_booster().num_boosted_rounds() == booster.num_boosted_rounds()
+    assert got == pytest.approx(predictions(spark, run, run.path_of("train"))[:50], abs=1e-6)
+
+
+def test_the_spark_model_written_without_spark_is_the_spark_writers(spark, prepared, tmp_path):
+    """driver_fit.save_spark_model writes the files xgboost.spark's own writer writes (the metadata differs
+    only in its timestamp), and a model that still holds a starting booster is refused."""
+    from xgboost.spark import SparkXGBClassifierModel
+
+    from ctr_pipeline.storage import Location
+    from training import driver_fit
+
+    run, _, _ = prepared
+    model = SparkXGBClassifierModel.load(str(run.path_of("train") / "spark_model"))
+    model.write().save(str(tmp_path / "by_spark"))
+    driver_fit.save_spark_model(model, Location.of(tmp_path / "ours"))
+    for part in ("metadata", "model"):
+        assert sorted(p.name for p in (tmp_path / "ours" / part).iterdir()) == ["_SUCCESS", "part-00000"]
+        assert (tmp_path / "ours" / part / "_SUCCESS").read_bytes() == b""
+    ours, theirs = (json.loads((tmp_path / d / "metadata" / "part-00000").read_text()) for d in ("ours", "by_spark"))
+    assert ours.pop("timestamp") > 0 and theirs.pop("timestamp") > 0 and ours == theirs
+    assert (tmp_path / "ours" / "model" / "part-00000").read_bytes() == \
+        (tmp_path / "by_spark" / "model" / "part-00000").read_bytes()
+    model.set(model.getParam("xgb_model"), model.get_booster())
+    with pytest.raises(ValueError, match="clear xgb_model"):
+        driver_fit.save_spark_model(model, Location.of(tmp_path / "refused"))
 
 
 def test_default_search_within_its_budget_then_early_stopping_on_a_validation_sample(spark, prepared, tmp_path):

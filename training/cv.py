@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 
 from ctr_pipeline.rowsample import key_column
 from ctr_pipeline.schema import TrainingConfig
-from ctr_pipeline.spark import task_slots
+from ctr_pipeline.spark import LazySession, shape, task_slots
 from ctr_pipeline.storage import Location
 from evaluation import spark_metrics as sm
 
@@ -189,7 +189,7 @@ def driver_fits(spark, todo: list, data: tuple, base: dict[str, Any], stopping: 
         raise failure
 
 
-def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: "DataFrame | SparkSession",
+def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: "DataFrame | SparkSession | LazySession",
                        folder: "Location | str | os.PathLike", stopping: Optional[int], source: str,
                        limit: Optional[int] = None, held: Optional[tuple] = None, every: float = 30.0
                        ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -206,7 +206,7 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: "DataFram
     started = time.monotonic()
     folder = Location.of(folder)
     folder.mkdir()
-    spark = train if isinstance(train, SparkSession) else train.sparkSession
+    spark = train if isinstance(train, (SparkSession, LazySession)) else train.sparkSession
     cands = search_candidates(t, base, limit)
     weighted = "weight" in (held[1] if held is not None else train.columns)
     columns = ("row_id", "label", FOLD, "weight") if weighted else ("row_id", "label", FOLD)
@@ -237,7 +237,7 @@ def run_sampled_search(t: TrainingConfig, base: dict[str, Any], train: "DataFram
         log.info("train: search: %d of %d (candidate, fold) results already in %s", len(results),
                  len(results) + len(todo), folder)
     if todo:
-        nthread = int(spark.conf.get("spark.task.cpus", "1"))
+        nthread = shape(spark).task_cpus
         data = (x, cols["label"].astype(np.float32), cols["weight"].astype(np.float32) if weighted else None,
                 cols[FOLD].astype(np.int64))
         where = "Spark tasks" if held is None else f"fits in {task_slots(spark)} driver thread(s)"

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ctr_pipeline.spark import task_slots
+from ctr_pipeline.spark import shape
 from ctr_pipeline.storage import Location
 
 from .core import booster_params
@@ -28,7 +28,8 @@ from .core import booster_params
 
 def threads(spark) -> int:
     """Cores of the session: task slots x spark.task.cpus (a local master's core count)."""
-    return task_slots(spark) * int(spark.sparkContext.getConf().get("spark.task.cpus", "1"))
+    got = shape(spark)
+    return got.slots * got.task_cpus
 
 
 @dataclass
@@ -89,3 +90,39 @@ def spark_model(params: dict[str, Any], booster, evals: dict):
     model = estimator._create_pyspark_model(sklearn_model, XGBoostTrainingSummary.from_metrics(evals))
     model._resetUid(estimator.uid)
     return estimator._copyValues(model)
+
+
+NOT_SAVED = ("callbacks", "xgb_model", "coll_cfg")   # the parameters xgboost.spark's writer leaves out
+
+
+def save_spark_model(model, where: Location) -> None:
+    """Write ``model`` (a SparkXGBClassifierModel) to ``where`` as its own ``model.write().save()`` does,
+    without Spark jobs (so without a JVM, on a local or S3 run directory): ``metadata/part-00000``, Spark
+    ML's parameter metadata (one JSON line, made by pyspark's own DefaultParamsWriter), and
+    ``model/part-00000``, the booster's JSON in xgboost.spark's chunks, one per line, each directory with
+    the ``_SUCCESS`` marker Hadoop's text writer leaves. ``SparkXGBClassifierModel.load`` reads it back
+    (tested against the Spark writer's files, which it equals but for the timestamp). A model with a
+    callback, a starting booster or a collective configuration set is refused: xgboost.spark writes those
+    elsewhere, and the pipeline clears them before saving. Unlike that writer it does not validate the
+    parameters again (xgboost.spark asks a Spark session for that: it would start one)."""
+    import pyspark
+    from pyspark.ml.util import DefaultParamsWriter
+    from xgboost.spark.core import _MODEL_CHUNK_SIZE
+
+    kept = [name for name in NOT_SAVED if model.hasParam(name) and model.isSet(name)
+            and model.getOrDefault(name) is not None]
+    if kept:
+        raise ValueError(f"save_spark_model: clear {', '.join(kept)} of the model first (xgboost.spark would "
+                         "save them apart)")
+
+    class Version:   # DefaultParamsWriter asks the SparkContext only for its version
+        version = pyspark.__version__
+
+    params = {p.name: v for p, v in model._paramMap.items() if p.name not in NOT_SAVED}
+    metadata = DefaultParamsWriter._get_metadata_to_save(model, Version(), None, params)
+    booster = model.get_booster().save_raw("json").decode("utf-8")
+    chunks = [booster[i:i + _MODEL_CHUNK_SIZE] for i in range(0, len(booster), _MODEL_CHUNK_SIZE)]
+    for part, lines in (("metadata", [metadata]), ("model", chunks)):
+        (where / part).mkdir()
+        (where / part / "part-00000").write_text("".join(line + "\n" for line in lines))
+        (where / part / "_SUCCESS").write_bytes(b"")

@@ -22,7 +22,7 @@ from ctr_pipeline.aws import AwsSettings
 from ctr_pipeline.errors import ConfigError, StageError, UserError
 from ctr_pipeline.failures import failure_reason
 from ctr_pipeline.rowsample import capped_rows, capped_sample
-from ctr_pipeline.spark import driver_reads, task_slots, temporary_conf
+from ctr_pipeline.spark import driver_reads, shape, spark_version, task_slots, temporary_conf
 from ctr_pipeline.stage import StageContext, StageResult
 from ctr_pipeline.storage import Location
 from evaluation import gbdt_lr
@@ -223,7 +223,7 @@ def run(ctx: StageContext) -> StageResult:
 
     t = ctx.cfg.training
     params = estimator_params(ctx.cfg)
-    engine = engine_for(t.engine, ctx.spark.sparkContext.master, params["device"], params["num_workers"])
+    engine = engine_for(t.engine, shape(ctx.spark).master, params["device"], params["num_workers"])
     check_environment(ctx, params)
     feats = ctx.run.path_of("features")
     local = driver_reads(ctx.spark, feats)
@@ -300,9 +300,10 @@ def run(ctx: StageContext) -> StageResult:
     model, history = fit_with_retries(ctx, params, data, resume=bool(ctx.options.get("resume")), held=held)
     stopping = patience is not None or t.min_relative_gain is not None
     best = keep_best_trees(model, history, stopping)
-    if model.isSet("callbacks"):   # the pipeline's callback is not part of the model (and is not picklable data)
-        model.clear(model.getParam("callbacks"))
-    model.write().save(str(ctx.out / "spark_model"))
+    for name in ("callbacks", "xgb_model"):   # the pipeline's callback and a resumed run's first trees (which
+        if model.isSet(name):                  # the booster holds) are not part of the saved model
+            model.clear(model.getParam(name))
+    driver_fit.save_spark_model(model, ctx.out / "spark_model")
     (ctx.out / "history.json").write_text(json.dumps(history) + "\n")
     booster = model.get_booster()
     (ctx.out / "booster.ubj").write_bytes(bytes(booster.save_raw("ubj")))
@@ -324,7 +325,7 @@ def run(ctx: StageContext) -> StageResult:
                 "features_spec_hash": ctx.upstream_details("features").get("spec_hash"),
                 "data": {"features": str(feats), "rows": rows,
                          "features_token": (ctx.run.stage_record("features") or {}).get("token")},
-                "versions": {"xgboost": xgboost.__version__, "pyspark": ctx.spark.version}}
+                "versions": {"xgboost": xgboost.__version__, "pyspark": spark_version(ctx.spark)}}
     if hybrid is not None:
         metadata["gbdt_lr"] = {**hybrid, "file": gbdt_lr_spark.RESULT, "share": t.gbdt_lr_share,
                                "tree_rows": tree_rows}

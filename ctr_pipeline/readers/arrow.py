@@ -211,10 +211,26 @@ def parse_batches(plan: TextPlan, batches: Iterator) -> Iterator:
             yield from parse_lines(plan, schema, fi, numbers, vals)
 
 
+# Hadoop's codecs (Spark 3.5's Hadoop, found by its ServiceLoader) by file name suffix, as its
+# CompressionCodecFactory matches them (case-sensitive); the same answers are tested against it.
+HADOOP_CODECS = {".gz": "whole", ".bz2": "splittable", ".deflate": "whole", ".lz4": "whole", ".snappy": "whole",
+                 ".zst": "whole"}
+CODECS_KEY = "spark.hadoop.io.compression.codecs"   # a session given other codecs is asked itself
+
+
 def codecs(spark: SparkSession, uris: Sequence[str]) -> dict[str, str]:
     """How Hadoop (and so Spark's text scan) reads each file: ``plain`` (no codec), ``splittable`` (a codec
     it can cut into blocks, bzip2) or ``whole`` (gzip and the other codecs: one block). Hadoop picks the
-    codec by file name suffix, so it is asked once per suffix."""
+    codec by file name suffix, so it is asked once per suffix; a session not started yet
+    (:class:`~ctr_pipeline.spark.LazySession`) with Hadoop's own codecs is answered from
+    :data:`HADOOP_CODECS` instead, without a JVM."""
+    from ..spark import LazySession
+
+    conf = spark.configured() if isinstance(spark, LazySession) else None
+    if conf is not None and CODECS_KEY not in conf:
+        names = {uri: uri.rsplit("/", 1)[-1] for uri in uris}
+        return {uri: next((kind for ext, kind in HADOOP_CODECS.items() if name.endswith(ext)), "plain")
+                for uri, name in names.items()}
     jvm = spark.sparkContext._jvm
     factory = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(spark.sparkContext._jsc.hadoopConfiguration())
     splittable = jvm.java.lang.Class.forName("org.apache.hadoop.io.compress.SplittableCompressionCodec")

@@ -27,6 +27,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import time
 import zlib
 from typing import Callable, Iterator, Optional
@@ -53,6 +54,38 @@ def _opener(uri: str, kind: str) -> Optional[Callable]:
     if kind == "whole" and uri.endswith(".gz"):
         return gzip.open
     return None
+
+
+HADOOP_GLOB_ONLY = frozenset("[]{}\\")   # glob syntax where Hadoop and Python's glob differ: Hadoop lists those
+SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def local_files(uri: str) -> Optional[list[tuple[str, int]]]:
+    """(``file:`` URI, size) of every file ``uri`` names on this machine, as Hadoop's local file system lists
+    them (a file; a directory, every file under it; a glob of ``*`` and ``?``, which match any name but
+    ``/``), in no particular order, without the checksum files (``.NAME.crc``) Hadoop's local file system
+    hides; None when ``uri`` is not a local path (another scheme) or uses glob syntax beyond ``*`` and ``?``."""
+    import glob
+
+    path = uri
+    if SCHEME.match(path):
+        if not path.startswith("file:") or path.startswith("file://") and not path.startswith("file:///"):
+            return None
+        path = "/" + path[len("file:"):].lstrip("/")
+    if HADOOP_GLOB_ONLY & set(path):
+        return None
+    path = os.path.abspath(path)
+    matches = glob.glob(path, include_hidden=True) if glob.has_magic(path) else \
+        [path] if os.path.lexists(path) else []
+    out = []
+    for match in matches:
+        if os.path.isdir(match):
+            for top, _, names in os.walk(match, followlinks=True):
+                out.extend((f"file:{os.path.join(top, n)}", os.path.getsize(os.path.join(top, n))) for n in names
+                           if not (n.startswith(".") and n.endswith(".crc")))
+        elif os.path.exists(match) and not (os.path.basename(match).startswith(".") and match.endswith(".crc")):
+            out.append((f"file:{match}", os.path.getsize(match)))
+    return out
 
 
 def physical_memory() -> int:

@@ -83,14 +83,28 @@ def layout_for(cfg: Config, labeled: bool = True) -> Layout:
 def list_input_files(spark: SparkSession, uri: str) -> list[InputFile]:
     """Files matching ``uri`` (file, directory or glob; any Hadoop file system), sorted by path.
 
-    Names starting with ``_`` or ``.`` (``_SUCCESS``, ``.crc``) are skipped, as Spark does.
+    Names starting with ``_`` or ``.`` (``_SUCCESS``, ``.crc``) are skipped, as Spark does. A local path
+    is listed by Python (:func:`.local.local_files`, no JVM), anything else by Hadoop's file system.
     """
+    from .local import local_files
+
+    files = local_files(uri)
+    if files is None:
+        files = hadoop_files(spark, uri)
+    visible = [InputFile(p, n) for p, n in files if not p.rsplit("/", 1)[-1].startswith(("_", "."))]
+    if not visible:
+        raise InputDataError(f"{uri}: no input files found (check input.path or --input)")
+    return sorted(visible, key=lambda f: f.uri)
+
+
+def hadoop_files(spark: SparkSession, uri: str) -> list[tuple[str, int]]:
+    """(URI, size) of every file Hadoop's file system lists for ``uri``: a file, every file under a
+    directory, the matches of a glob."""
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(uri)
     fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    statuses = fs.globStatus(path) or []
     files = []
-    for status in statuses:
+    for status in fs.globStatus(path) or []:
         if status.isDirectory():
             it = fs.listFiles(status.getPath(), True)
             while it.hasNext():
@@ -98,10 +112,7 @@ def list_input_files(spark: SparkSession, uri: str) -> list[InputFile]:
                 files.append((st.getPath().toString(), st.getLen()))
         else:
             files.append((status.getPath().toString(), status.getLen()))
-    visible = [InputFile(p, n) for p, n in files if not p.rsplit("/", 1)[-1].startswith(("_", "."))]
-    if not visible:
-        raise InputDataError(f"{uri}: no input files found (check input.path or --input)")
-    return sorted(visible, key=lambda f: f.uri)
+    return files
 
 
 def _first_line(spark: SparkSession, f: InputFile) -> str:
