@@ -35,7 +35,7 @@ def test_the_default_search_space_is_the_recommended_one_and_a_layer_replaces_it
     from training.search import RECOMMENDED_SPACE
 
     assert dict(build_config([]).training.search_space) == RECOMMENDED_SPACE
-    assert build_config([]).training.search_budget == 0.5
+    assert build_config([]).training.search_budget == 0.25
     assert dict(build_config([parse_set_option("training.search_space={}")]).training.search_space) == {}
     narrow = build_config([Layer("c.yaml", {"training": {"search_space": {"max_depth": [4, 8]}}})])
     assert dict(narrow.training.search_space) == {"max_depth": [4, 8]}
@@ -413,11 +413,12 @@ def test_the_budget_pays_for_candidates_by_the_rows_they_train_on():
     assert affordable(0.5, 10_000, 3, 50_000) == 0 and affordable(2.0, 10_000, 3, 50_000) == 1   # sample: all
     assert affordable(1.0, 1_000_000, 3, 0) == 0              # distributed on all of train: 2x the final model
     assert affordable(None, 10, 3, 50_000) is None
+    assert affordable(0.25, 800_000, 3, 50_000) == 2 and affordable(0.25, 2_400_000, 3, 50_000) == 6   # default
     t = build_config([]).training
     every = search_candidates(t, {"max_depth": 6, "learning_rate": 0.1})
     assert len(every) == 6 and search_candidates(t, {"max_depth": 6, "learning_rate": 0.1}, 4) == every[:4]
     line = search_line(skipped_search(t, 80_000, 0, 6))
-    assert line == ("search: skipped: training.search_budget 0.5 x 80,000 train rows pays for 0 of 6 candidates at "
+    assert line == ("search: skipped: training.search_budget 0.25 x 80,000 train rows pays for 0 of 6 candidates at "
                     "2 x 50,000 rows each; a search needs 2 (null: no limit)")
 
 

@@ -498,7 +498,7 @@ def test_default_search_within_its_budget_then_early_stopping_on_a_validation_sa
     rec = run_stage("train", build_config([parse_set_option(s) for s in sets]), skipped, lambda: spark, force=False)
     meta = json.loads((skipped.path_of("train") / "metadata.json").read_text())
     assert meta["search"]["skipped"] and "cv_table" not in meta and rec["details"]["params"]["max_depth"] == 6
-    assert f"search: skipped: training.search_budget 0.5 x {train_rows:,} train rows pays for 0 of 6 " \
+    assert f"search: skipped: training.search_budget 0.25 x {train_rows:,} train rows pays for 0 of 6 " \
            "candidates" in rec["summary"][-1]
 
 
