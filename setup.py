@@ -23,6 +23,8 @@ setup(
         "pyarrow>=12",
         "numpy>=1.24",
         "scipy>=1.10",
+        # BLAS on one thread around the driver's logistic regression fits (evaluation/logistic.py)
+        "threadpoolctl>=3.1",
         "matplotlib>=3.7",
         "mrjob==0.7.4",
         "boto3>=1.28",

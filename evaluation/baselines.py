@@ -154,9 +154,10 @@ def _fit_gbt(cfg: Config, sample: DataFrame):
 
 
 def _fit_logistic(x, cols: dict, validation: "Optional[DataFrame | tuple]"):
-    """The regularisation grid fit side by side on the driver (scipy's sparse products release the GIL:
-    measured at 1M demo rows, 200k rows x 93k columns, the three fits took 2.9 s together, 1.9 s for the
-    slowest alone), then scored on validation: in one Spark pass, or on its (CSR, labels) in the driver."""
+    """The regularisation grid fit side by side on the driver, BLAS on one thread (scipy's sparse products
+    release the GIL: measured at 1M demo rows, 200k rows x 93k columns, the three fits took 1.06 s
+    together, 0.72 s for the slowest alone; see :func:`.logistic.one_blas_thread`), then scored on
+    validation: in one Spark pass, or on its (CSR, labels) in the driver."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import logistic
@@ -164,7 +165,7 @@ def _fit_logistic(x, cols: dict, validation: "Optional[DataFrame | tuple]"):
     y = np.asarray(cols["label"], dtype=np.float64)
     w = np.asarray(cols["weight"], dtype=np.float64) if "weight" in cols else np.ones_like(y)
     regs = LR_REG_GRID if validation is not None else (LR_DEFAULT_REG,)
-    with ThreadPoolExecutor(len(regs), thread_name_prefix="lr-grid") as pool:
+    with logistic.one_blas_thread(), ThreadPoolExecutor(len(regs), thread_name_prefix="lr-grid") as pool:
         models = list(pool.map(lambda reg: logistic.fit(x, y, w, reg), regs))
     for m in models:
         if not m.converged:

@@ -18,7 +18,7 @@ from scipy.sparse import csr_matrix, hstack
 
 from .boosters import digest, loaded, narrowed
 from .core import mxe
-from .logistic import LinearModel
+from .logistic import LinearModel, one_blas_thread
 
 SELECT_SHARE = 0.2   # of the fitting rows, held out to choose the L2 strength
 
@@ -108,11 +108,12 @@ def fit(booster_raw: bytes, x: csr_matrix, y: np.ndarray, w: np.ndarray, row_ids
     if pick.all() or not pick.any() or len(set(np.asarray(y)[pick])) < 2:
         raise ValueError(f"gbdt_lr: {len(y):,} rows are too few to hold out {SELECT_SHARE:.0%} with both labels")
     tried = []
-    for reg in regs:
-        m = fit_linear(design[~pick], y[~pick], w[~pick], reg)
-        tried.append((mxe(y[pick], m.predict(design[pick])), reg))
-    score, best = min(tried)
-    final = fit_linear(design, y, w, best)
+    with one_blas_thread():
+        for reg in regs:
+            m = fit_linear(design[~pick], y[~pick], w[~pick], reg)
+            tried.append((mxe(y[pick], m.predict(design[pick])), reg))
+        score, best = min(tried)
+        final = fit_linear(design, y, w, best)
     model = GbdtLrModel(booster_raw, nodes, final)
     settings = {"regParam": best, "selection_mxe": score, "grid": {str(r): s for s, r in tried},
                 "trees": int(design.shape[1] - x.shape[1]) // nodes, "nodes_per_tree": nodes,

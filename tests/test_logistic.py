@@ -71,3 +71,15 @@ def test_no_penalty_with_an_unset_column_stays_finite():
     got = logistic.fit(x, y, w, 0.0, max_iter=200)
     assert np.isfinite(got.coef).all() and got.coef[5] == 0.0
     assert np.isfinite(got.predict(x)).all()
+
+
+def test_blas_is_on_one_thread_only_inside_the_block():
+    from threadpoolctl import threadpool_info
+
+    def blas() -> set:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = blas()
+    with logistic.one_blas_thread():
+        assert blas() == {1}
+    assert blas() == before
