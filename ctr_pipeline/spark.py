@@ -85,9 +85,12 @@ def get_session(cfg: SparkConfig, master: Optional[str] = None, extra_conf: Opti
 
     Checks Java first so a missing JVM is one clear line, not a py4j traceback.
     """
+    import tempfile
+
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder
+    scratch = None
     for key, value in (extra_conf or {}).items():
         builder = builder.config(key, value)
     if under_spark_submit():
@@ -101,9 +104,18 @@ def get_session(cfg: SparkConfig, master: Optional[str] = None, extra_conf: Opti
         os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
         if master.startswith("local") or "127.0.0.1" in master:
             os.environ.setdefault("SPARK_LOCAL_IP", cfg.local_ip)
-        for key, value in session_conf(cfg, master, process_scratch()).items():
+        scratch = process_scratch()
+        for key, value in session_conf(cfg, master, scratch).items():
             builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    # pyspark hands the JVM's port over through a temporary directory it removes once the JVM answers: made
+    # in the scratch directory, a process killed while its JVM starts leaves nothing the next one won't sweep
+    before = tempfile.tempdir
+    if scratch is not None:
+        tempfile.tempdir = str(scratch)
+    try:
+        spark = builder.getOrCreate()
+    finally:
+        tempfile.tempdir = before
     spark.sparkContext.setLogLevel(cfg.log_level)
     if spark.sparkContext.master.startswith("local"):
         quiet_task_failures(spark)

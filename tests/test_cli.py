@@ -88,8 +88,12 @@ def test_demo_data_then_run_end_to_end(demo_run):
 
 # SIGKILL of the whole process group (driver, JVM, Python workers) while one stage runs, then the same
 # command again: the stale lock is taken over, the killed stage's staging swept, and the outputs equal the
-# uninterrupted run's. Killing during features (on Spark, whose outputs then equal the driver engine's
-# reference run) runs by default; the other stages in `make test-all`.
+# uninterrupted run's. Each stage is made to work on Spark (its driver engine would finish 8,000 rows within
+# the wait): the Spark sample and features engines give the driver engines' outputs, so the demo run is
+# their reference; xgboost.spark's model and Spark-scored segments get an uninterrupted run of their own.
+# Killing during features runs by default; the other stages in `make test-all`.
+ON_SPARK = {"sample": ["--set", "sampling.engine=spark"], "features": ["--set", "features.engine=spark"],
+            "train": ["--set", "training.engine=spark"], "evaluate": ["--set", "evaluation.segment_by=C9"]}
 @pytest.mark.spark
 @pytest.mark.parametrize("stage", [pytest.param("sample", marks=pytest.mark.slow), "features",
                                    pytest.param("train", marks=pytest.mark.slow),
@@ -103,9 +107,11 @@ def test_killed_during_a_stage_then_rerun_gives_the_same_outputs(demo_run, tmp_p
     run, err_path, tmp = tmp_path / "run", tmp_path / "first.err", tmp_path / "tmp"
     tmp.mkdir()
     env = {**cli_env(), "TMPDIR": str(tmp)}
-    args = ["run", "--input", str(data), "--out", str(run), *RUN_ARGS]
-    if stage == "features":   # killed in Spark's work: the driver engine would finish 8,000 rows within the wait
-        args += ["--set", "features.engine=spark"]
+    args = ["run", "--input", str(data), "--out", str(run), *RUN_ARGS, *ON_SPARK[stage]]
+    if stage in ("train", "evaluate"):
+        own = run_cli("run", "--input", str(data), "--out", str(tmp_path / "reference"), *RUN_ARGS, *ON_SPARK[stage])
+        assert own.returncode == 0, own.stderr[-3000:]
+        reference = tmp_path / "reference"
     with open(err_path, "w") as err:
         first = subprocess.Popen(cli(*args), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err,
                                  start_new_session=True)

@@ -92,6 +92,9 @@ def test_an_executor_lost_mid_stage_changes_no_result(cluster_and_reference, dem
         while f"{stage}: started" not in err_path.read_text():
             assert proc.poll() is None and time.time() < deadline, err_path.read_text()[-2000:]
             time.sleep(0.2)
+        while not executor_pids(cluster):   # the session starts with the first stage that needs Spark
+            assert proc.poll() is None and time.time() < deadline, err_path.read_text()[-2000:]
+            time.sleep(0.2)
         time.sleep(1.0)
         victims = executor_pids(cluster)
         assert victims and f"{stage}: done" not in err_path.read_text()     # the stage is still at work
