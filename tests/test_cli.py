@@ -94,6 +94,8 @@ def test_demo_data_then_run_end_to_end(demo_run):
 # Killing during features runs by default; the other stages in `make test-all`.
 ON_SPARK = {"sample": ["--set", "sampling.engine=spark"], "features": ["--set", "features.engine=spark"],
             "train": ["--set", "training.engine=spark"], "evaluate": ["--set", "evaluation.segment_by=C9"]}
+
+
 @pytest.mark.spark
 @pytest.mark.parametrize("stage", [pytest.param("sample", marks=pytest.mark.slow), "features",
                                    pytest.param("train", marks=pytest.mark.slow),
