@@ -1,12 +1,14 @@
 """ScalableSRS vs Spark's own sampling on the same Parquet input, in the same benchmark run.
 
-    python -m bench.sampling_compare [--rows 1000000 4000000] [--fraction 0.1] [--repeats 2]
+    python -m bench.sampling_compare [--rows 1000000 4000000] [--fraction 0.1] [--repeats 3]
 
 Methods, each writing its sample to Parquet: `df.sample(fraction)` (one pass, approximate size),
-`orderBy(rand()).limit(k)` (exact, full sort), and ScalableSRS (exact: a count, one aggregation pass, one
-write). Every run is a fresh process (its own JVM, so peak memory is its own), timed after a warm-up read
-of the input; the order of methods rotates between repeats and the best time is reported. Also reports
-obtained sizes, waitlist sizes and the peak RSS of each run's process tree (driver, JVM, Python workers).
+`orderBy(rand()).limit(k)` (exact, full sort), and ScalableSRS's Spark engine (exact: one pass writes
+the candidates, the driver resolves the cuts from them). Every run is a fresh process (its own JVM, so
+peak memory is its own), timed after a warm-up read of the input; the order of methods rotates between
+repeats and the best time is reported (a run's time varies by a second or more on a shared machine).
+Also reports obtained sizes, waitlist sizes and the peak RSS of each run's process tree (driver, JVM,
+Python workers).
 """
 from __future__ import annotations
 
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--prepare-only", action="store_true", help="only build the Parquet inputs")
     parser.add_argument("--method", choices=METHODS, help=argparse.SUPPRESS)  # internal: one child run
     args = parser.parse_args(argv)

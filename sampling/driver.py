@@ -106,12 +106,20 @@ def draw_arrays(row_ids: np.ndarray, strata: Optional[np.ndarray], s_cfg) -> tup
     chosen = np.full(len(row_ids), -1, dtype=np.int8)
     for s, plan in plans.items():
         idx = members[s]
-        left = np.ones(len(idx), dtype=bool)
-        for name, cut in zip(plan.sets, cuts[s]):
-            hit = left & _at_or_below(k[idx], row_ids[idx], cut)
-            chosen[idx[hit]] = SPLIT_NAMES.index(name)
-            left &= ~hit
+        chosen[idx] = sets_of_rows(plan, cuts[s], k[idx], row_ids[idx])
     return srs.Drawn(plans, targets, counts, seed, attempts, waits), chosen
+
+
+def sets_of_rows(plan: srs.StratumPlan, cuts, k: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each row's set (an index into SPLIT_NAMES, -1 for none): the first of the stratum's sets whose cut
+    (key, row_id) is at or above the row's."""
+    chosen = np.full(len(ids), -1, dtype=np.int8)
+    left = np.ones(len(ids), dtype=bool)
+    for name, cut in zip(plan.sets, cuts):
+        hit = left & _at_or_below(k, ids, cut)
+        chosen[hit] = SPLIT_NAMES.index(name)
+        left &= ~hit
+    return chosen
 
 
 def out_of_time(cfg, table) -> tuple[np.ndarray, dict]:

@@ -4,7 +4,9 @@ The only full pass over the data computes each row's key and region and writes t
 waitlisted rows (about k + O(sqrt(k))) to Parquet partitioned by (stratum index, region). Region counts
 come from that output; the waitlists (recomputing keys from row_id) are collected to the driver and
 resolved exactly. A certain region's files then belong wholly to one set and are moved there by rename;
-only the small waitlist partitions are read again, split at the cut and written.
+only the small waitlist partitions are read again, split at the cuts (in one job) and written. Where the
+driver reads the run directory itself (a local master, a local directory), the counting, the waitlists
+and the split are its own work on the candidate files (:mod:`sampling.candidates`), without Spark jobs.
 """
 from __future__ import annotations
 
@@ -17,9 +19,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ctr_pipeline.rowsample import key_column
+from ctr_pipeline.spark import driver_reads
 from ctr_pipeline.storage import Location
 
 from . import srs
+from .candidates import candidate_regions, counts_in_driver, split_in_driver
 from .core import first_exact, retry_warning, stratum_name, stratum_plans
 from .srs import Drawn
 
@@ -88,8 +92,8 @@ def write_candidates(df: DataFrame, plans: Mapping, seed: int, stratum: Optional
      .write.partitionBy("_si", "_r").parquet(str(path)))
 
 
-def resolve_from_candidates(spark, path: Location, plans: Mapping, seed: int):
-    """Exact cuts from the candidate files: counts per (_si, _r), waitlisted (key, row_id) pairs."""
+def counts_from_candidates(spark, path: Location, plans: Mapping, seed: int) -> tuple[dict, dict]:
+    """(rows per region, waitlisted (key, row_id) pairs) per stratum, counted by Spark over the candidates."""
     strata = list(plans)
     cands = spark.read.parquet(str(path))
     counts: dict = {s: {} for s in plans}
@@ -100,6 +104,11 @@ def resolve_from_candidates(spark, path: Location, plans: Mapping, seed: int):
                                                           "row_id")
     for row in waiting.collect():
         waitlists[strata[row["_si"]]].append((row["k"], row["row_id"]))
+    return counts, waitlists
+
+
+def resolve_cuts(plans: Mapping, counts: Mapping, waitlists: Mapping):
+    """Exact cuts per stratum, and the waitlist sizes the report shows."""
     cuts = {s: srs.resolve(plan, counts[s], waitlists[s]) for s, plan in plans.items()}
     return cuts, {stratum_name(s): len(w) for s, w in waitlists.items()}
 
@@ -121,30 +130,38 @@ def _move_files(src: Location, dest: Location) -> None:
         f.move_to(dest / f"{uuid.uuid4().hex[:8]}-{f.name}")
 
 
-def place_sets(spark, path: Location, plans: Mapping, cuts: Mapping, seed: int, out: Location) -> None:
-    """Move certain regions' files into ``out/<set>/``; split the waitlist regions at their cuts."""
-    for i, (s, plan) in enumerate(plans.items()):
-        stratum_dir = path / f"_si={i}"
-        if not stratum_dir.is_dir():
+def split_with_spark(spark, path: Location, waiting: list[tuple], plans: Mapping, cuts: Mapping, seed: int,
+                     out: Location) -> None:
+    """Write the rows of the waitlist regions ``waiting`` into ``out/<set>/`` by their cuts, in one Spark job."""
+    index = {s: i for i, s in enumerate(plans)}
+    rows = spark.read.option("basePath", str(path)).parquet(*(str(d) for *_, d in waiting))
+    set_col = set_column({index[s]: plan for s, plan in plans.items()}, {index[s]: cuts[s] for s in plans},
+                         key_column(seed, F.col("row_id")), F.col("row_id"), F.col("_si"))
+    split = path / "_split"
+    rows.withColumn("_set", set_col).filter(F.col("_set").isNotNull()).drop("_si", "_r") \
+        .write.partitionBy("_set").parquet(str(split))
+    for part in split.glob("_set=*"):
+        _move_files(part, out / part.name[len("_set="):])
+
+
+def place_sets(spark, path: Location, plans: Mapping, cuts: Mapping, seed: int, out: Location,
+               in_driver: bool = False) -> None:
+    """Move certain regions' files into ``out/<set>/``; split the waitlist regions at their cuts (by the
+    driver when ``in_driver``, else in one Spark job)."""
+    waiting = []
+    for s, plan, region, region_dir in candidate_regions(path, plans):
+        if plan.is_waitlist(region):
+            waiting.append((s, plan, region, region_dir))
             continue
-        for region_dir in sorted(stratum_dir.iterdir()):
-            if not region_dir.name.startswith("_r="):
-                continue
-            region = int(region_dir.name[3:])
-            if not plan.is_waitlist(region):
-                name = _region_set(plan, cuts[s], region)
-                if name is not None:
-                    _move_files(region_dir, out / name)
-                continue
-            rows = spark.read.parquet(str(region_dir))
-            # every row under _si=i is of stratum s: no stratum test needed
-            set_col = set_column({None: plan}, {None: cuts[s]}, key_column(seed, F.col("row_id")),
-                                 F.col("row_id"), None)
-            split = path / f"_split_{i}_{region}"
-            rows.withColumn("_set", set_col).filter(F.col("_set").isNotNull()) \
-                .write.partitionBy("_set").parquet(str(split))
-            for part in split.glob("_set=*"):
-                _move_files(part, out / part.name[len("_set="):])
+        name = _region_set(plan, cuts[s], region)
+        if name is not None:
+            _move_files(region_dir, out / name)
+    if not waiting:
+        return
+    if in_driver:
+        split_in_driver(waiting, cuts, seed, out)
+    else:
+        split_with_spark(spark, path, waiting, plans, cuts, seed, out)
 
 
 def draw(spark, df: DataFrame, s_cfg, stratum: Optional[Column], total: int, out: "Location | str | os.PathLike") -> Drawn:
@@ -156,13 +173,16 @@ def draw(spark, df: DataFrame, s_cfg, stratum: Optional[Column], total: int, out
     counts = stratum_counts(df, stratum, total)
     targets, plans = stratum_plans(s_cfg, counts)
     scratch = out / "_candidates"
+    in_driver = driver_reads(spark, scratch)
 
     def attempt(seed: int):
         scratch.rmtree()
         write_candidates(df, plans, seed, stratum, scratch)
-        return resolve_from_candidates(spark, scratch, plans, seed)
+        found = (counts_in_driver(scratch, plans, seed) if in_driver
+                 else counts_from_candidates(spark, scratch, plans, seed))
+        return resolve_cuts(plans, *found)
 
     (cuts, waits), seed, attempts = first_exact(s_cfg.seed, attempt, retry_warning)
-    place_sets(spark, scratch, plans, cuts, seed, out)
+    place_sets(spark, scratch, plans, cuts, seed, out, in_driver)
     scratch.rmtree()
     return Drawn(plans, targets, counts, seed, attempts, waits)

@@ -38,8 +38,17 @@ def test_spark_keys_equal_python_keys(spark):
     assert got == [srs.key(31, i) for i in ids]
 
 
+@pytest.fixture(params=["driver", "spark"])
+def candidates_by(request, monkeypatch):
+    """Who counts and splits the Spark engine's candidate files: the driver (a local run directory and
+    master, the default here) or Spark jobs (as on a cluster or S3)."""
+    if request.param == "spark":
+        monkeypatch.setattr("sampling.spark_srs.driver_reads", lambda spark, where: False)
+    return request.param
+
+
 @pytest.mark.parametrize("seed, test_rows", [(0, 500), (1, 500), (7, 1700), (12345, 0.1)])
-def test_spark_draw_equals_reference_under_any_partitioning(spark, seed, test_rows, tmp_path):
+def test_spark_draw_equals_reference_under_any_partitioning(spark, seed, test_rows, tmp_path, candidates_by):
     """test_rows 1700 makes the sets take every row: the last cut is at n. The driver engine's draw on
     arrays gives the same sets."""
     ids = np.random.default_rng(seed).choice(10**9, size=3000, replace=False)
@@ -63,7 +72,7 @@ def test_spark_draw_equals_reference_under_any_partitioning(spark, seed, test_ro
         {k: srs.digest(v) for k, v in reference.items()}
 
 
-def test_stratified_negative_downsampling_is_exact(spark, tmp_path):
+def test_stratified_negative_downsampling_is_exact(spark, tmp_path, candidates_by):
     rng = np.random.default_rng(3)
     ids = rng.choice(10**9, size=4000, replace=False)
     labels = (rng.random(4000) < 0.1).astype(int)
