@@ -32,11 +32,12 @@ def candidate_regions(path: Location, plans: Mapping) -> Iterator[tuple]:
                 yield s, plan, int(region_dir.name[3:]), region_dir
 
 
-def _row_ids(region_dir: Location) -> np.ndarray:
+def row_ids(directory: Location) -> np.ndarray:
+    """The ``row_id`` column of the local Parquet parts under ``directory``, read with pyarrow."""
     import pyarrow.parquet as pq
 
     ids = [pq.read_table(str(f.path), columns=["row_id"]).column("row_id").to_numpy()
-           for f in region_dir.parquet_parts()]
+           for f in directory.parquet_parts()]
     return np.concatenate(ids) if ids else np.empty(0, np.int64)
 
 
@@ -49,7 +50,7 @@ def counts_in_driver(path: Location, plans: Mapping, seed: int) -> tuple[dict, d
     for s, plan, region, region_dir in candidate_regions(path, plans):
         counts[s][region] = sum(pq.ParquetFile(str(f.path)).metadata.num_rows for f in region_dir.parquet_parts())
         if plan.is_waitlist(region):
-            ids = _row_ids(region_dir)
+            ids = row_ids(region_dir)
             waitlists[s].extend(zip(keys(seed, ids).tolist(), ids.tolist()))
     return counts, waitlists
 

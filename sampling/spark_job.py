@@ -181,11 +181,9 @@ def sample_with_mrjob(cfg, spark, df: DataFrame, total: int, out: Location) -> t
 def local_digest(split: Location) -> str:
     """:func:`sampling.srs.digest` of the row ids in a local set's Parquet files, read with pyarrow (the
     ``row_id`` column only): no Spark job."""
-    import numpy as np
-    import pyarrow.parquet as pq
+    from .candidates import row_ids
 
-    ids = [pq.read_table(str(f.path), columns=["row_id"]).column("row_id").to_numpy() for f in split.parquet_parts()]
-    return srs.digest_array(np.concatenate(ids) if ids else np.empty(0, np.int64))
+    return srs.digest_array(row_ids(split))
 
 
 def describe_sets(spark, out: Location, stratify_by: Optional[str] = None,
