@@ -3,7 +3,7 @@
     python -m bench.features_compare [--rows 1000000] [--repeats 1] [--skip-talkingdata]
 
 Part 1, throughput: the demo rows parsed once to Parquet (as the sample stage stores splits). Each run
-is a fresh process (peak RSS of its whole tree: driver, JVM, Python workers) that reads the Parquet,
+is a fresh process (peak memory of its whole tree, as PSS: driver, JVM, Python workers) that reads the Parquet,
 fits on all rows and transforms all rows to sparse vectors, then writes them:
 
 * ``spark``: this stage's fit + transform on local[*], written as feature Parquet;
@@ -136,7 +136,7 @@ def throughput(rows: int, repeats: int) -> list[dict]:
                 if out["returncode"] != 0:
                     raise SystemExit(f"{method} {kind} failed:\n{out['stderr'][-3000:]}")
                 r = json.loads(out["stdout"].strip().splitlines()[-1])
-                r["peak_rss_bytes"] = out["peak_rss_bytes"]
+                r["peak_memory_bytes"] = out["peak_memory_bytes"]
                 if method not in best or r["seconds"] < best[method]["seconds"]:
                     best[method] = r
         for method, r in best.items():
@@ -144,7 +144,7 @@ def throughput(rows: int, repeats: int) -> list[dict]:
             r["bytes_per_row"] = r["output_bytes"] / r["rows"]
             print(f"  {kind:<8}{method:<8} {r['seconds']:6.1f}s (fit {r['fit_seconds']:.1f}s, transform+write "
                   f"{r['transform_seconds']:.1f}s)  {r['rows_per_second']:>9,.0f} rows/s  width {r['width']:,}  "
-                  f"{r['bytes_per_row']:.1f} B/row  peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+                  f"{r['bytes_per_row']:.1f} B/row  peak mem {r['peak_memory_bytes'] / 2**30:.2f} GiB", flush=True)
         ratio = best["sklearn"]["seconds"] / best["spark"]["seconds"]
         print(f"  {kind}: sklearn / spark wall = {ratio:.2f}x", flush=True)
         results.append({"rows": rows, "features": kind, "methods": best, "sklearn_over_spark": ratio})

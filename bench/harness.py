@@ -16,19 +16,33 @@ RESULTS = ROOT / "bench" / "results"
 DATA = ROOT / "data" / "bench"
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    """Resident bytes of a process and all its descendants (JVM and Python workers included)."""
+def resident(p: psutil.Process) -> int:
+    """A process's proportional set size (PSS): its private pages plus its share of the pages it shares.
+
+    Summed over a tree, PSS counts each shared page once. RSS would count it once per process: a
+    forked child (pyspark's Python workers, or the JVM's fork before it execs `chmod` while Hadoop
+    writes a local file) would add all of its parent's pages again. Falls back to RSS where the
+    kernel will not show the process's smaps.
+    """
+    try:
+        return p.memory_full_info().pss
+    except (psutil.AccessDenied, AttributeError):
+        return p.memory_info().rss
+
+
+def tree_memory(proc: psutil.Process) -> int:
+    """Resident bytes (PSS) of a process and all its descendants (JVM and Python workers included)."""
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
+            total += resident(p)
         except psutil.NoSuchProcess:
             continue
     return total
 
 
 def run_measured(cmd: Sequence[str], cwd: Optional[Path] = None, interval: float = 0.25) -> dict:
-    """Run ``cmd``; return wall seconds, exit code, peak summed RSS of its process tree (bytes), output."""
+    """Run ``cmd``; return wall seconds, exit code, peak summed PSS of its process tree (bytes), output."""
     start = time.perf_counter()
     proc = subprocess.Popen(list(cmd), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
@@ -37,7 +51,7 @@ def run_measured(cmd: Sequence[str], cwd: Optional[Path] = None, interval: float
     def sample():
         while proc.poll() is None:
             try:
-                peak[0] = max(peak[0], tree_rss(ps))
+                peak[0] = max(peak[0], tree_memory(ps))
             except psutil.NoSuchProcess:
                 return
             time.sleep(interval)
@@ -46,7 +60,7 @@ def run_measured(cmd: Sequence[str], cwd: Optional[Path] = None, interval: float
     sampler.start()
     out, err = proc.communicate()
     sampler.join()
-    return {"seconds": time.perf_counter() - start, "returncode": proc.returncode, "peak_rss_bytes": peak[0],
+    return {"seconds": time.perf_counter() - start, "returncode": proc.returncode, "peak_memory_bytes": peak[0],
             "stdout": out, "stderr": err}
 
 

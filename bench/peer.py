@@ -4,7 +4,7 @@
 
 For each size, both run in a fresh process (the pipeline with its JVM and Python workers): wall time of
 the whole process, seconds per stage (the pipeline's from its manifest, the peer's from its own clock),
-test AUC and MXE of both, and the peak summed RSS of each process tree. The ratio pipeline / peer is
+test AUC and MXE of both, and the peak summed PSS (proportional set size) of each process tree. The ratio pipeline / peer is
 the yardstick of issue 12 (1.5x at 1M rows, 1.2x at 10M). Results: bench/results/peer.json.
 
 ``--untuned`` also runs the pipeline without its default tuning (no search, no early stopping: the
@@ -28,9 +28,9 @@ UNTUNED = ["training.search_space={}", "training.early_stopping_rounds=null"]
 def run_peer(data: Path, threads: int) -> dict:
     r = run_measured([sys.executable, "-m", "bench.peer_script", str(data), "--threads", str(threads)])
     if r["returncode"] != 0:
-        return {"failed": r["stderr"][-2000:], "wall_seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"]}
+        return {"failed": r["stderr"][-2000:], "wall_seconds": r["seconds"], "peak_memory_bytes": r["peak_memory_bytes"]}
     out = json.loads(r["stdout"].strip().splitlines()[-1])
-    return {"wall_seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"], "stages": out["seconds"],
+    return {"wall_seconds": r["seconds"], "peak_memory_bytes": r["peak_memory_bytes"], "stages": out["seconds"],
             "test_auc": out["test_auc"], "test_mxe": out["test_mxe"], "width": out["width"]}
 
 
@@ -43,13 +43,13 @@ def run_pipeline(data: Path, sets: list[str]) -> dict:
         r = run_measured(cmd)
         if r["returncode"] != 0:
             return {"failed": r["stderr"][-2000:], "wall_seconds": r["seconds"],
-                    "peak_rss_bytes": r["peak_rss_bytes"]}
+                    "peak_memory_bytes": r["peak_memory_bytes"]}
         manifest = json.loads((run_dir / "manifest.json").read_text())
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
     test = manifest["stages"]["evaluate"]["details"]["metrics"]["test"]
     train = manifest["stages"]["train"]["details"]
-    return {"wall_seconds": r["seconds"], "peak_rss_bytes": r["peak_rss_bytes"],
+    return {"wall_seconds": r["seconds"], "peak_memory_bytes": r["peak_memory_bytes"],
             "stages": {s: manifest["stages"][s]["seconds"] for s in STAGES},
             "test_auc": test["auc"], "test_mxe": test["mxe"], "log_lines": len(r["stderr"].splitlines()),
             "trees": train.get("trees"), "search": train.get("search")}
@@ -64,7 +64,7 @@ def report(rows: int, peer: dict, pipe: dict) -> None:
             print(f"  {name:<10}{a:>9.1f}s{b:>9.1f}s{a / b:>7.2f}x")
     a, b = pipe["wall_seconds"], peer["wall_seconds"]
     print(f"  {'wall':<10}{a:>9.1f}s{b:>9.1f}s{a / b:>7.2f}x")
-    print(f"  {'peak RSS':<10}{pipe['peak_rss_bytes'] / 2**30:>7.2f}GiB{peer['peak_rss_bytes'] / 2**30:>7.2f}GiB")
+    print(f"  {'peak PSS':<10}{pipe['peak_memory_bytes'] / 2**30:>7.2f}GiB{peer['peak_memory_bytes'] / 2**30:>7.2f}GiB")
     for who, r in (("pipeline", pipe), ("peer", peer)):
         if "failed" in r:
             print(f"  {who} FAILED: {r['failed'].strip().splitlines()[-1] if r['failed'].strip() else '?'}")

@@ -3,7 +3,7 @@
     python -m bench.pipeline_throughput [--rows 200000 1000000] [--set training.n_estimators=100 ...]
 
 Each size runs `ctr-pipeline run` in a fresh process (its own JVM); the manifest gives per-stage
-seconds and rows; memory is the peak summed RSS of the process tree (driver, JVM, Python workers).
+seconds and rows; memory is the peak summed PSS of the process tree (driver, JVM, Python workers).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def measure(rows: int, sets: list[str]) -> dict:
         n = count(manifest)
         stages[stage] = {"seconds": seconds, "rows": n, "rows_per_second": n / seconds}
     shutil.rmtree(run_dir, ignore_errors=True)
-    return {"rows": rows, "wall_seconds": result["seconds"], "peak_rss_bytes": result["peak_rss_bytes"],
+    return {"rows": rows, "wall_seconds": result["seconds"], "peak_memory_bytes": result["peak_memory_bytes"],
             "stages": stages, "test_auc": metrics["auc"], "test_mxe": metrics["mxe"],
             "trees": manifest["stages"]["train"]["details"]["trees"]}
 
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     for rows in args.rows:
         r = measure(rows, args.set)
         results.append(r)
-        print(f"{rows:>10,} rows  wall {r['wall_seconds']:7.1f}s  peak RSS {r['peak_rss_bytes'] / 2**30:5.2f} GiB  "
+        print(f"{rows:>10,} rows  wall {r['wall_seconds']:7.1f}s  peak mem {r['peak_memory_bytes'] / 2**30:5.2f} GiB  "
               f"test AUC {r['test_auc']:.4f}  MXE {r['test_mxe']:.5f}")
         for stage, s in r["stages"].items():
             print(f"    {stage:<9} {s['seconds']:7.1f}s  {s['rows']:>10,} rows  {s['rows_per_second']:>10,.0f} rows/s")

@@ -104,7 +104,7 @@ def main(argv=None) -> int:
                   for name, c in record["candidates"].items()}
     payload = {"rows": args.rows, "drift": args.drift,
                "day1_run_seconds": train["seconds"], "refresh_command_seconds": refresh["seconds"],
-               "refresh_peak_rss_bytes": refresh["peak_rss_bytes"],
+               "refresh_peak_memory_bytes": refresh["peak_memory_bytes"],
                "champion_holdout_mxe": record["champion"]["holdout"]["mxe"], "candidates": candidates,
                "decision": record["decision"],
                "scoring": {"pipeline_seconds": scored["seconds"], "pipeline_rows_per_s": args.rows / scored["seconds"],

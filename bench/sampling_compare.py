@@ -7,7 +7,7 @@ Methods, each writing its sample to Parquet: `df.sample(fraction)` (one pass, ap
 the candidates, the driver resolves the cuts from them). Every run is a fresh process (its own JVM, so
 peak memory is its own), timed after a warm-up read of the input; the order of methods rotates between
 repeats and the best time is reported (a run's time varies by a second or more on a shared machine).
-Also reports obtained sizes, waitlist sizes and the peak RSS of each run's process tree (driver, JVM,
+Also reports obtained sizes, waitlist sizes and the peak memory (summed PSS) of each run's process tree (driver, JVM,
 Python workers).
 """
 from __future__ import annotations
@@ -121,16 +121,16 @@ def main(argv=None) -> int:
                 if out["returncode"] != 0:
                     raise SystemExit(f"{method} failed:\n{out['stderr'][-3000:]}")
                 result = json.loads(out["stdout"].strip().splitlines()[-1])
-                result["peak_rss_bytes"] = out["peak_rss_bytes"]
+                result["peak_memory_bytes"] = out["peak_memory_bytes"]
                 runs[method].append(result)
         summary = {}
         for method, rs in runs.items():
             best = min(rs, key=lambda r: r["seconds"])
             summary[method] = {**best, "all_seconds": [r["seconds"] for r in rs],
-                               "peak_rss_bytes": max(r["peak_rss_bytes"] for r in rs)}
+                               "peak_memory_bytes": max(r["peak_memory_bytes"] for r in rs)}
             print(f"  {method:<14} best {best['seconds']:6.1f}s of {[round(r['seconds'], 1) for r in rs]}  rows "
-                  f"{best['obtained']:>9,} (asked {best['requested']:,})  peak RSS "
-                  f"{summary[method]['peak_rss_bytes'] / 2**30:5.2f} GiB"
+                  f"{best['obtained']:>9,} (asked {best['requested']:,})  peak mem "
+                  f"{summary[method]['peak_memory_bytes'] / 2**30:5.2f} GiB"
                   + (f"  waitlist {best['waitlist']}" if "waitlist" in best else ""), flush=True)
         srs_s = summary["scalable_srs"]["seconds"]
         ratios = {"scalable_srs / df.sample": srs_s / summary["df.sample"]["seconds"],

@@ -147,7 +147,7 @@ def measure(run: Path, method: str, trees: int, workers: int = 1, tree_method: s
     if out["returncode"] != 0:
         raise SystemExit(f"{method} failed:\n{out['stderr'][-3000:]}")
     r = json.loads(out["stdout"].strip().splitlines()[-1])
-    r["peak_rss_bytes"] = out["peak_rss_bytes"]
+    r["peak_memory_bytes"] = out["peak_memory_bytes"]
     return r
 
 
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
         for k, (method, trees, workers, where, tree_method) in plan.items():
             r = res[k] = measure(where, method, trees, workers, tree_method)
             print(f"  {k:<20} {trees:>4} trees  fit {r['seconds']:7.1f}s  test AUC {r['auc']:.4f}  MXE "
-                  f"{r['mxe']:.5f}  peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+                  f"{r['mxe']:.5f}  peak mem {r['peak_memory_bytes'] / 2**30:.2f} GiB", flush=True)
         ratios = {f"stage-w{k} / native wall": res[f"stage-w{k}"]["seconds"] / res["native"]["seconds"]
                   for k in (1, 2)}
         ratios.update({f"stage-w{k} - native AUC": res[f"stage-w{k}"]["auc"] - res["native"]["auc"] for k in (1, 2)})
@@ -255,7 +255,7 @@ def main(argv=None) -> int:
             r["train_rows_per_second"] = 0.8 * rows / r["seconds"]
             points.append(r)
             print(f"  {rows:>10,} rows  fit {r['seconds']:7.1f}s  {r['train_rows_per_second']:,.0f} train rows/s  "
-                  f"test AUC {r['auc']:.4f}  peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB", flush=True)
+                  f"test AUC {r['auc']:.4f}  peak mem {r['peak_memory_bytes'] / 2**30:.2f} GiB", flush=True)
         payload["scaling"] = points
     print(f"results: {write_result('training_compare', payload)}")
     return 0
