@@ -22,7 +22,7 @@ def resident(p: psutil.Process) -> int:
     Summed over a tree, PSS counts each shared page once. RSS would count it once per process: a
     forked child (pyspark's Python workers, or the JVM's fork before it execs `chmod` while Hadoop
     writes a local file) would add all of its parent's pages again. Falls back to RSS where the
-    kernel will not show the process's smaps.
+    kernel will not show the process's smaps, or on a platform without PSS.
     """
     try:
         return p.memory_full_info().pss

@@ -4,8 +4,8 @@
 
 For each size, both run in a fresh process (the pipeline with its JVM and Python workers): wall time of
 the whole process, seconds per stage (the pipeline's from its manifest, the peer's from its own clock),
-test AUC and MXE of both, and the peak summed PSS (proportional set size) of each process tree. The ratio pipeline / peer is
-the yardstick of issue 12 (1.5x at 1M rows, 1.2x at 10M). Results: bench/results/peer.json.
+test AUC and MXE of both, and the peak summed PSS (proportional set size) of each process tree. The
+ratio pipeline / peer is the yardstick of issue 12 (1.5x at 1M rows, 1.2x at 10M). Results: bench/results/peer.json.
 
 ``--untuned`` also runs the pipeline without its default tuning (no search, no early stopping: the
 defaults before issue 15) in the same run, and prints what the tuning costs and what it buys.
@@ -28,7 +28,8 @@ UNTUNED = ["training.search_space={}", "training.early_stopping_rounds=null"]
 def run_peer(data: Path, threads: int) -> dict:
     r = run_measured([sys.executable, "-m", "bench.peer_script", str(data), "--threads", str(threads)])
     if r["returncode"] != 0:
-        return {"failed": r["stderr"][-2000:], "wall_seconds": r["seconds"], "peak_memory_bytes": r["peak_memory_bytes"]}
+        return {"failed": r["stderr"][-2000:], "wall_seconds": r["seconds"],
+                "peak_memory_bytes": r["peak_memory_bytes"]}
     out = json.loads(r["stdout"].strip().splitlines()[-1])
     return {"wall_seconds": r["seconds"], "peak_memory_bytes": r["peak_memory_bytes"], "stages": out["seconds"],
             "test_auc": out["test_auc"], "test_mxe": out["test_mxe"], "width": out["width"]}
